@@ -1,0 +1,42 @@
+"""Error types raised by losia-cl.
+
+Every error a user can cause (bad configuration, bad data files, unknown names)
+is a :class:`LosiaError`, so callers and the CLI can tell user mistakes apart
+from bugs.  The concrete types also derive from the built-in exception a
+Python user would expect (``ValueError``, ``KeyError``-free on purpose: a
+``KeyError`` prints its message quoted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class LosiaError(Exception):
+    """Base class of every error losia-cl raises on purpose."""
+
+
+class ConfigError(LosiaError, ValueError):
+    """A configuration value is out of range or of the wrong kind.
+
+    The message always names the field and the allowed values.
+    """
+
+
+class DataError(LosiaError, ValueError):
+    """An input file or record is missing or malformed.
+
+    The message always names the file and the place in it (line/column or
+    record index) and the field at fault.
+    """
+
+
+class UnknownNameError(LosiaError, ValueError):
+    """A name was looked up in a registry that does not hold it."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        listed = ", ".join(self.known) if self.known else "(none registered)"
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listed}")
