@@ -1,0 +1,63 @@
+"""Continual-learning metrics for losia-cl.
+
+* :mod:`.continual` — forgetting and transfer from a score matrix
+  (:func:`cl_metrics`, :class:`CLMetrics`);
+* :mod:`.scorers` — task scorers by name (:func:`get_scorer`, :func:`scorer_names`);
+* :mod:`.overlap` — overlap of the LoSiA subnets trained on different tasks
+  (:class:`SubnetOverlapTracker`);
+* :mod:`.stability` — weight dimensional stability (:class:`StabilityTracker`).
+
+Importing this package is cheap: it imports none of the submodules, and torch
+is imported only when a stability measurement runs.  Every name below is
+resolved on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> submodule that defines it
+_LAZY = {
+    "CLMetrics": ".continual",
+    "cl_metrics": ".continual",
+    "Scorer": ".scorers",
+    "get_scorer": ".scorers",
+    "scorer_names": ".scorers",
+    "SubnetOverlapTracker": ".overlap",
+    "chance_jaccard": ".overlap",
+    "StabilityTracker": ".stability",
+    "StabilityConfig": ".stability",
+    "spectrum": ".stability",
+    "effective_rank": ".stability",
+    "stable_rank": ".stability",
+    "subspace_similarity": ".stability",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .continual import CLMetrics, cl_metrics
+    from .overlap import SubnetOverlapTracker, chance_jaccard
+    from .scorers import Scorer, get_scorer, scorer_names
+    from .stability import (
+        StabilityConfig,
+        StabilityTracker,
+        effective_rank,
+        spectrum,
+        stable_rank,
+        subspace_similarity,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
