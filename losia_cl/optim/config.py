@@ -1,0 +1,161 @@
+"""Configuration of the LoSiA optimizer: one documented, validated dataclass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from losia_cl.errors import ConfigError
+
+IMPORTANCE_KINDS = ("mix", "first", "second")
+SCHEDULES = ("async", "sync")
+INITS = ("random", "importance")
+DENSE_PARAMS = ("frozen", "adamw")
+
+
+def _help(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
+    """A dataclass field whose documentation lives in one place: ``metadata["help"]``."""
+    if default is MISSING:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class LoSiAConfig:
+    """Hyper-parameters of LoSiA (Wang, Qi & Xu, EMNLP 2025).
+
+    Every field is documented in its ``metadata["help"]`` (the CLI help is generated from it)
+    and validated in ``__post_init__``; a bad value raises :class:`~losia_cl.errors.ConfigError`
+    naming the field and the allowed range.
+    """
+
+    rank_factor: float = _help(
+        "p in (0, 1]: each target matrix trains a sub-matrix of floor(p*d_out) rows x floor(p*d_in) columns.",
+        1 / 8,
+    )
+    period: int = _help(
+        "T >= 1: length of one importance-recording time slot, in optimizer steps. Layer i records during "
+        "its slot and re-localizes at the slot's end.",
+        50,
+    )
+    lr: float = _help("Peak learning rate (> 0) of the subnet (and dense) updates.", 1e-4)
+    betas: tuple[float, float] = _help("Adam coefficients (beta1, beta2), each in [0, 1).", (0.9, 0.999))
+    eps: float = _help("Adam denominator epsilon (> 0).", 1e-6)
+    weight_decay: float = _help("Decoupled weight decay (>= 0), applied to the trained subnet entries only.", 0.0)
+    warmup_ratio: float = _help(
+        "Fraction in [0, 1) of all training steps spent in the global linear warm-up of the learning-rate envelope.",
+        0.0,
+    )
+    min_lr_ratio: float = _help(
+        "In [0, 1]: the cosine envelope decays from lr to min_lr_ratio*lr at the last step (1 = constant).", 0.1
+    )
+    importance: str = _help(
+        "Taylor sensitivity of an entry, with a = W*G: 'mix' |a - a^2/2| (default), 'first' |a|, 'second' a^2.",
+        "mix",
+    )
+    beta_importance: float = _help("beta1 in [0, 1) of the importance EMA.", 0.85)
+    beta_uncertainty: float = _help("beta2 in [0, 1) of the uncertainty EMA |I - EMA(I)|.", 0.85)
+    schedule: str = _help(
+        "'async' (default): layers take turns, one time slot each; 'sync': all layers record in the first "
+        "slot of every cycle of N*T steps and re-localize together.",
+        "async",
+    )
+    init: str = _help(
+        "Initial subnet: 'random' (reference behaviour) or 'importance' (the first T steps only score every "
+        "target matrix, without updating it, and all re-localize at step T).",
+        "random",
+    )
+    output_rank_factor: float = _help(
+        "q in [0, 1]: 0 leaves the output head out of LoSiA (frozen or dense, see dense_params); q > 0 makes it "
+        "an extra time slot whose subnet is floor(q*V) rows x all columns.",
+        0.0,
+    )
+    dense_params: str = _help(
+        "Non-target parameters (embeddings, norms, head when q = 0): 'frozen' (default, a true PEFT method) or "
+        "'adamw' (trained densely with AdamW under the same learning-rate envelope).",
+        "frozen",
+    )
+    target_modules: tuple[str, ...] | None = _help(
+        "Module-name patterns (fnmatch globs or dotted suffixes like 'q_proj') overriding the default targets "
+        "(every linear layer inside the repeated decoder blocks). None = default.",
+        None,
+    )
+    pro: bool = _help(
+        "LoSiA-Pro: target linears save only the subnet's input columns and compute only the subnet's weight "
+        "gradient (less memory and time, the same updates).",
+        False,
+    )
+    layerwise: bool = _help(
+        "Update each target matrix inside its post-accumulate-grad hook and free its gradient at once (less "
+        "memory). Gives up gradient clipping and gradient accumulation for target matrices.",
+        False,
+    )
+    seed: int = _help("Seed of the random initial subnets (init='random').", 0)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str):
+            self.target_modules = (self.target_modules,)
+        elif self.target_modules is not None:
+            self.target_modules = tuple(self.target_modules)
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field out of its allowed range."""
+        _check(0 < self.rank_factor <= 1, "rank_factor", self.rank_factor, "in (0, 1]")
+        _check(isinstance(self.period, int) and self.period >= 1, "period", self.period, "an integer >= 1")
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "> 0")
+        _check(len(self.betas) == 2, "betas", self.betas, "a pair (beta1, beta2)")
+        for i, b in enumerate(self.betas):
+            _check(0 <= b < 1, f"betas[{i}]", b, "in [0, 1)")
+        _check(self.eps > 0, "eps", self.eps, "> 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
+        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
+        _check(self.importance in IMPORTANCE_KINDS, "importance", self.importance, f"one of {IMPORTANCE_KINDS}")
+        _check(0 <= self.beta_importance < 1, "beta_importance", self.beta_importance, "in [0, 1)")
+        _check(0 <= self.beta_uncertainty < 1, "beta_uncertainty", self.beta_uncertainty, "in [0, 1)")
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
+        _check(self.init in INITS, "init", self.init, f"one of {INITS}")
+        _check(0 <= self.output_rank_factor <= 1, "output_rank_factor", self.output_rank_factor, "in [0, 1]")
+        _check(self.dense_params in DENSE_PARAMS, "dense_params", self.dense_params, f"one of {DENSE_PARAMS}")
+        _check(
+            not (self.pro and self.layerwise),
+            "layerwise",
+            self.layerwise,
+            "False when pro=True (LoSiA-Pro already avoids full-size gradients)",
+        )
+        if self.target_modules is not None:
+            _check(
+                len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),
+                "target_modules",
+                self.target_modules,
+                "None or a non-empty list of non-empty name patterns",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy of the configuration."""
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        out["target_modules"] = list(self.target_modules) if self.target_modules is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoSiAConfig:
+        """Build a config from :meth:`to_dict` output; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown LoSiAConfig field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    @staticmethod
+    def field_help() -> dict[str, str]:
+        """Field name -> its documentation (the single source of the CLI help)."""
+        return {f.name: f.metadata["help"] for f in fields(LoSiAConfig)}
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"LoSiAConfig.{name} = {value!r} is invalid: it must be {allowed}")

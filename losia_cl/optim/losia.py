@@ -1,0 +1,475 @@
+"""The LoSiA optimizer: AdamW on one re-localized sub-matrix W[R, C] per target matrix.
+
+Parameter groups carrying ``losia=True`` hold one target matrix (its weight, and its bias if it
+has one) and the keys ``slot`` (time slot), ``name``, ``num_rows``, ``num_cols`` and
+``transposed`` (True for GPT-2's ``Conv1D``, whose weight is stored as (d_in, d_out)); other
+groups are trained densely with AdamW.  :meth:`LoSiA.for_model` builds the groups from a model.
+
+Per-parameter state holds tensors only:
+
+* weight: ``rows``/``cols`` (int64, sorted), ``exp_avg``/``exp_avg_sq`` (|R| x |C|), ``step``
+  (0-dim float, Adam steps since the last re-localization), ``last_relocalization`` (0-dim int64,
+  boundary of the last re-localization, -1 = never); while the matrix records importance, also
+  ``importance_avg``/``uncertainty_avg`` (float32, full size);
+* bias: ``exp_avg``/``exp_avg_sq`` (|R|), ``step``;
+* dense parameters: AdamW's ``exp_avg``/``exp_avg_sq``/``step``.
+
+The global step and the schedule live under the ``"losia"`` key of :meth:`state_dict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from losia_cl.errors import ConfigError
+from losia_cl.optim.adamw import adamw_update
+from losia_cl.optim.config import LoSiAConfig
+from losia_cl.optim.localize import localize, random_subnet, sensitivity, update_importance_emas
+from losia_cl.optim.schedule import SlotSchedule, envelope_lr, rewarm_factor
+from losia_cl.optim.targets import Target, find_targets
+
+logger = logging.getLogger(__name__)
+
+#: state entries that must keep their own dtype (torch casts float state to the parameter's dtype)
+_KEEP_DTYPE = ("rows", "cols", "last_relocalization", "importance_avg", "uncertainty_avg", "step")
+#: config fields that must match when loading a state dict
+_SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor")
+
+SubnetObserver = Callable[[Tensor, Tensor, bool], None]
+
+
+class LoSiA(torch.optim.Optimizer):
+    """LoSiA as a ``torch.optim.Optimizer``.
+
+    Use it like AdamW: ``loss.backward(); clip_grad_norm_(...); opt.step(); opt.zero_grad()``.
+    Gradient accumulation works as usual (several ``backward()`` calls per ``step()``).
+
+    Outside their recording slot, gradient entries of a target matrix outside its subnet are
+    zeroed as soon as they are accumulated, so ``clip_grad_norm_`` sees exactly the gradient that
+    the update uses (the same norm LoSiA-Pro's subnet-only gradients give).  The matrix that
+    records importance keeps its full gradient.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[dict[str, Any]],
+        config: LoSiAConfig | None = None,
+        num_training_steps: int = 1000,
+    ) -> None:
+        config = config or LoSiAConfig()
+        if not isinstance(num_training_steps, int) or num_training_steps < 1:
+            raise ConfigError(f"num_training_steps = {num_training_steps!r} is invalid: it must be an integer >= 1")
+        defaults = {
+            "lr": config.lr,
+            "betas": config.betas,
+            "eps": config.eps,
+            "weight_decay": config.weight_decay,
+            "losia": False,
+        }
+        super().__init__(params, defaults)
+        self.config = config
+        self.num_training_steps = num_training_steps
+        self.global_step = 0
+        target_groups = self._target_groups()
+        if not target_groups:
+            raise ConfigError("LoSiA needs at least one parameter group with losia=True (a target matrix)")
+        num_slots = 1 + max(g["slot"] for g in target_groups)
+        offset = config.period if config.init == "importance" else 0
+        self.schedule = SlotSchedule(num_slots, config.period, config.schedule, offset)
+        self._grad_sinks: dict[int, Tensor] = {}
+        self._observers: dict[int, SubnetObserver] = {}
+        self._complements: dict[int, tuple[Tensor, Tensor]] = {}
+        self._hooks: list[Any] = []
+        generator = torch.Generator().manual_seed(config.seed)
+        for group in target_groups:
+            self._validate_group(group)
+            self._init_target_state(group, generator)
+        self._install_grad_hooks()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def for_model(
+        cls, model: nn.Module, config: LoSiAConfig | None = None, num_training_steps: int = 1000
+    ) -> LoSiA:
+        """Build LoSiA for ``model``: find the targets, freeze or group the rest, patch for Pro.
+
+        Targets are found structurally (see :func:`~losia_cl.optim.targets.find_targets`).
+        Non-target parameters are frozen (``dense_params='frozen'``) or trained with AdamW
+        (``'adamw'``).  With ``config.pro`` the target linears are swapped for LoSiA-Pro layers
+        (undo with :func:`losia_cl.unpatch`).
+        """
+        config = config or LoSiAConfig()
+        targets = find_targets(model, config.rank_factor, config.target_modules, config.output_rank_factor)
+        groups = [_target_group(t) for t in targets]
+        target_ids = {id(p) for g in groups for p in g["params"]}
+        dense, seen = [], set(target_ids)
+        for p in model.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                dense.append(p)
+        for g in groups:
+            for p in g["params"]:
+                p.requires_grad_(True)
+        if config.dense_params == "adamw":
+            for p in dense:
+                p.requires_grad_(True)
+            if dense:
+                groups.append({"params": dense, "losia": False, "name": "dense"})
+        else:
+            for p in dense:
+                p.requires_grad_(False)
+        optimizer = cls(groups, config, num_training_steps)
+        if config.pro:
+            from losia_cl.optim.pro import attach_pro
+
+            attach_pro(model, optimizer, targets)
+        return optimizer
+
+    def _target_groups(self) -> list[dict[str, Any]]:
+        return [g for g in self.param_groups if g["losia"]]
+
+    @staticmethod
+    def _validate_group(group: dict[str, Any]) -> None:
+        for key in ("slot", "num_rows", "num_cols"):
+            if not isinstance(group.get(key), int):
+                raise ConfigError(f"a losia=True parameter group needs an integer {key!r}")
+        group.setdefault("name", f"slot{group['slot']}")
+        group.setdefault("transposed", False)
+        if not 1 <= len(group["params"]) <= 2 or group["params"][0].dim() != 2:
+            raise ConfigError(f"group {group['name']!r}: a losia group holds a 2-D weight and optionally its bias")
+
+    def _init_target_state(self, group: dict[str, Any], generator: torch.Generator) -> None:
+        weight = group["params"][0]
+        d_out, d_in = _oriented(weight, group).shape
+        rows, cols = random_subnet(d_out, d_in, group["num_rows"], group["num_cols"], generator)
+        rows, cols = rows.to(weight.device), cols.to(weight.device)
+        state = self.state[weight]
+        state["rows"], state["cols"] = rows, cols
+        state["last_relocalization"] = torch.tensor(-1, dtype=torch.int64)
+        self._reset_moments(group)
+        self._complements[id(weight)] = _complements(rows, cols, d_out, d_in)
+
+    def _reset_moments(self, group: dict[str, Any]) -> None:
+        weight = group["params"][0]
+        state = self.state[weight]
+        shape = (group["num_rows"], group["num_cols"])
+        state["exp_avg"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        state["exp_avg_sq"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        state["step"] = torch.tensor(0.0)
+        if len(group["params"]) == 2:
+            bias = group["params"][1]
+            bstate = self.state[bias]
+            bstate["exp_avg"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
+            bstate["exp_avg_sq"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
+            bstate["step"] = torch.tensor(0.0)
+
+    # ------------------------------------------------------------------ hooks
+    def _install_grad_hooks(self) -> None:
+        ref = weakref.ref(self)
+        for group in self._target_groups():
+            for param in group["params"]:
+                hook = _layerwise_hook if self.config.layerwise else _mask_hook
+                self._hooks.append(
+                    param.register_post_accumulate_grad_hook(lambda p, g=group, h=hook: h(ref, g, p))
+                )
+
+    def close(self) -> None:
+        """Remove the gradient hooks this optimizer installed on the model's parameters."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+
+    def register_grad_sink(self, param: Tensor, sink: Tensor) -> None:
+        """Take ``param``'s subnet gradient from ``sink.grad`` (a |R|x|C| or |R| leaf) when not recording."""
+        self._grad_sinks[id(param)] = sink
+
+    def register_subnet_observer(self, weight: Tensor, observer: SubnetObserver) -> None:
+        """Call ``observer(rows, cols, full)`` now and whenever ``weight``'s subnet or mode changes.
+
+        ``full`` is True for the steps in which the matrix records importance (it then needs
+        its full gradient).  Observers are not part of the state dict.
+        """
+        self._observers[id(weight)] = observer
+        group = self._group_of(weight)
+        self._notify(group)
+
+    def _group_of(self, weight: Tensor) -> dict[str, Any]:
+        for group in self._target_groups():
+            if group["params"][0] is weight:
+                return group
+        raise KeyError("parameter is not a LoSiA target weight")
+
+    def _notify(self, group: dict[str, Any]) -> None:
+        weight = group["params"][0]
+        observer = self._observers.get(id(weight))
+        if observer is not None:
+            state = self.state[weight]
+            observer(state["rows"], state["cols"], self.schedule.records(group["slot"], self.global_step))
+
+    # ------------------------------------------------------------------ public views
+    def subnets(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{target name: (rows, cols)}`` of the subnets in force (copies, sorted int64)."""
+        return {
+            g["name"]: (self.state[g["params"][0]]["rows"].clone(), self.state[g["params"][0]]["cols"].clone())
+            for g in self._target_groups()
+        }
+
+    def target_shapes(self) -> dict[str, tuple[int, int]]:
+        """``{target name: (d_out, d_in)}``."""
+        return {g["name"]: tuple(_oriented(g["params"][0], g).shape) for g in self._target_groups()}
+
+    def num_trainable_parameters(self) -> int:
+        """Entries updated per step: Σ|R||C| (+|R| per bias) plus every dense parameter."""
+        total = 0
+        for g in self.param_groups:
+            if g["losia"]:
+                total += g["num_rows"] * g["num_cols"] + (g["num_rows"] if len(g["params"]) == 2 else 0)
+            else:
+                total += sum(p.numel() for p in g["params"])
+        return total
+
+    def learning_rate(self, step: int | None = None, last_relocalization: int = -1) -> float:
+        """Learning rate at ``step`` (default: the next step) for a matrix re-localized at that boundary."""
+        step = self.global_step if step is None else step
+        c = self.config
+        envelope = envelope_lr(step, self.num_training_steps, c.lr, c.warmup_ratio, c.min_lr_ratio)
+        return envelope * rewarm_factor(step, last_relocalization, c.period)
+
+    # ------------------------------------------------------------------ stepping
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One optimizer step; then re-localize the matrices whose slot ends here."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        step = self.global_step
+        for group in self.param_groups:
+            if not group["losia"]:
+                self._step_dense(group, step)
+            elif not self.config.layerwise:
+                self._step_target(group, step)
+        self._end_step(step)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter and of LoSiA-Pro's gradient sinks."""
+        super().zero_grad(set_to_none=set_to_none)
+        for sink in self._grad_sinks.values():
+            if sink.grad is not None:
+                if set_to_none:
+                    sink.grad = None
+                else:
+                    sink.grad.zero_()
+
+    def _step_dense(self, group: dict[str, Any], step: int) -> None:
+        lr = self.learning_rate(step)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] = torch.tensor(0.0)
+            adamw_update(
+                p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                lr=lr, betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
+            )
+
+    def _step_target(self, group: dict[str, Any], step: int) -> None:
+        weight = group["params"][0]
+        state = self.state[weight]
+        recording = self.schedule.records(group["slot"], step)
+        full_grad = None if weight.grad is None else _oriented(weight.grad, group)
+        if recording:
+            if full_grad is None:
+                if self._sink_grad(weight) is not None:
+                    raise RuntimeError(
+                        f"LoSiA: {group['name']} records importance at step {step} but has only a subnet "
+                        "gradient (was the LoSiA-Pro layer switched to full mode?)"
+                    )
+                return
+            self._record_importance(group, full_grad)
+        if self.schedule.in_scoring_phase(step):
+            return
+        rows, cols = state["rows"], state["cols"]
+        block_grad = None if recording else self._sink_grad(weight)
+        if block_grad is None:
+            if full_grad is None:
+                return
+            block_grad = full_grad.index_select(0, rows).index_select(1, cols)
+        lr = self.learning_rate(step, int(state["last_relocalization"]))
+        hyper = {"lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+        w = _oriented(weight, group)
+        block = w.index_select(0, rows).index_select(1, cols)
+        adamw_update(block, block_grad, state["exp_avg"], state["exp_avg_sq"], state["step"], **hyper)
+        w.index_put_((rows.unsqueeze(1), cols.unsqueeze(0)), block)
+        if len(group["params"]) == 2:
+            self._step_bias(group, rows, recording, hyper)
+
+    def _step_bias(self, group: dict[str, Any], rows: Tensor, recording: bool, hyper: dict[str, Any]) -> None:
+        bias = group["params"][1]
+        grad = None if recording else self._sink_grad(bias)
+        if grad is None:
+            if bias.grad is None:
+                return
+            grad = bias.grad.index_select(0, rows)
+        bstate = self.state[bias]
+        block = bias.index_select(0, rows)
+        adamw_update(block, grad, bstate["exp_avg"], bstate["exp_avg_sq"], bstate["step"], **hyper)
+        bias.index_copy_(0, rows, block)
+
+    def _sink_grad(self, param: Tensor) -> Tensor | None:
+        sink = self._grad_sinks.get(id(param))
+        return None if sink is None else sink.grad
+
+    def _record_importance(self, group: dict[str, Any], full_grad: Tensor) -> None:
+        weight = group["params"][0]
+        state = self.state[weight]
+        importance = sensitivity(_oriented(weight, group), full_grad, self.config.importance)
+        if "importance_avg" not in state:
+            state["importance_avg"] = torch.zeros_like(importance)
+            state["uncertainty_avg"] = torch.zeros_like(importance)
+        update_importance_emas(
+            state["importance_avg"], state["uncertainty_avg"], importance,
+            self.config.beta_importance, self.config.beta_uncertainty,
+        )
+
+    def _end_step(self, step: int) -> None:
+        boundary = step + 1
+        self.global_step = boundary
+        for group in self._target_groups():
+            slot = group["slot"]
+            if self.schedule.relocalizes(slot, boundary):
+                self._relocalize(group, boundary)
+            was_full = self.schedule.records(slot, step)
+            now_full = self.schedule.records(slot, boundary)
+            if was_full != now_full or self.schedule.relocalizes(slot, boundary):
+                self._notify(group)
+
+    def _relocalize(self, group: dict[str, Any], boundary: int) -> None:
+        weight = group["params"][0]
+        state = self.state[weight]
+        if "importance_avg" not in state:
+            logger.debug("LoSiA: %s saw no gradient in its slot; subnet kept", group["name"])
+            return
+        score = state.pop("importance_avg").mul_(state.pop("uncertainty_avg"))
+        rows, cols, strategy = localize(score, group["num_rows"], group["num_cols"])
+        del score
+        state["rows"], state["cols"] = rows.to(weight.device), cols.to(weight.device)
+        state["last_relocalization"] = torch.tensor(boundary, dtype=torch.int64)
+        self._reset_moments(group)
+        d_out, d_in = _oriented(weight, group).shape
+        self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
+        logger.debug("LoSiA: re-localized %s at step %d (%s)", group["name"], boundary, strategy)
+
+    # ------------------------------------------------------------------ (de)serialization
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: subnets, moments, importance EMAs, steps, the schedule."""
+        state_dict = super().state_dict()
+        state_dict["losia"] = {
+            "global_step": self.global_step,
+            "num_training_steps": self.num_training_steps,
+            "config": self.config.to_dict(),
+        }
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load :meth:`state_dict` output; the schedule fields of the config must match."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("losia", None)
+        if extra is None:
+            raise ConfigError("not a LoSiA state dict: the 'losia' entry is missing")
+        saved = extra["config"]
+        for key in _SCHEDULE_FIELDS:
+            if saved.get(key) != getattr(self.config, key):
+                raise ConfigError(
+                    f"LoSiAConfig.{key} = {getattr(self.config, key)!r} differs from the state dict's {saved.get(key)!r}"
+                )
+        names = [g.get("name") for g in self.param_groups]
+        saved_names = [g.get("name") for g in state_dict["param_groups"]]
+        if names != saved_names:
+            raise ConfigError("the state dict was saved for other target matrices (group names differ)")
+        kept: dict[int, dict[str, Tensor]] = {}
+        plain: dict[int, dict[str, Any]] = {}
+        for index, entries in state_dict["state"].items():
+            kept[index] = {k: v.clone() for k, v in entries.items() if k in _KEEP_DTYPE}
+            plain[index] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in entries.items() if k not in _KEEP_DTYPE}
+        super().load_state_dict({"state": plain, "param_groups": state_dict["param_groups"]})
+        params = [p for g in self.param_groups for p in g["params"]]
+        for index, entries in kept.items():
+            param = params[index]
+            for key, value in entries.items():
+                self.state[param][key] = value if key == "step" else value.to(param.device)
+        self.global_step = int(extra["global_step"])
+        self.num_training_steps = int(extra["num_training_steps"])
+        for group in self._target_groups():
+            weight = group["params"][0]
+            state = self.state[weight]
+            d_out, d_in = _oriented(weight, group).shape
+            self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
+            self._notify(group)
+
+
+def _target_group(target: Target) -> dict[str, Any]:
+    num_rows, num_cols = target.subnet_shape
+    params = [target.weight] + ([target.bias] if target.bias is not None else [])
+    return {
+        "params": params,
+        "losia": True,
+        "slot": target.slot,
+        "name": target.name,
+        "num_rows": num_rows,
+        "num_cols": num_cols,
+        "transposed": target.transposed,
+    }
+
+
+def _oriented(tensor: Tensor, group: dict[str, Any]) -> Tensor:
+    """A (d_out, d_in) view of a target weight (or its gradient)."""
+    return tensor.t() if group.get("transposed") else tensor
+
+
+def _complements(rows: Tensor, cols: Tensor, d_out: int, d_in: int) -> tuple[Tensor, Tensor]:
+    row_mask = torch.ones(d_out, dtype=torch.bool, device=rows.device)
+    row_mask[rows] = False
+    col_mask = torch.ones(d_in, dtype=torch.bool, device=cols.device)
+    col_mask[cols] = False
+    return row_mask.nonzero().squeeze(1), col_mask.nonzero().squeeze(1)
+
+
+def _mask_hook(ref: weakref.ref, group: dict[str, Any], param: Tensor) -> None:
+    """Zero accumulated gradient entries outside the subnet (not while the matrix records)."""
+    optimizer = ref()
+    if optimizer is None or param.grad is None:
+        return
+    if optimizer.schedule.records(group["slot"], optimizer.global_step):
+        return
+    row_c, col_c = optimizer._complements[id(group["params"][0])]
+    if param is group["params"][0]:
+        grad = _oriented(param.grad, group)
+        grad.index_fill_(0, row_c, 0)
+        grad.index_fill_(1, col_c, 0)
+    else:
+        param.grad.index_fill_(0, row_c, 0)
+
+
+def _layerwise_hook(ref: weakref.ref, group: dict[str, Any], param: Tensor) -> None:
+    """``layerwise=True``: update the matrix as soon as its gradient is complete, then free it."""
+    optimizer = ref()
+    if optimizer is None:
+        return
+    params = group["params"]
+    if any(p.grad is None for p in params):
+        return  # wait for the bias (or weight) gradient of the same matrix
+    with torch.no_grad():
+        optimizer._step_target(group, optimizer.global_step)
+    for p in params:
+        p.grad = None
