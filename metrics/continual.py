@@ -1,0 +1,180 @@
+r"""Forgetting and transfer from a continual-learning score matrix.
+
+The score matrix ``S`` has shape ``(T+1) × T``: row 0 holds the base model's
+scores before any training, row ``i`` (1 ≤ i ≤ T) the scores on every task
+``j`` after training tasks ``1..i``.  Tasks are numbered from 1, so ``S[i, j]``
+below is ``S[i][j-1]`` in Python; scores are on a 0–1 scale.
+
+=====================  ========================================================================
+quantity               formula (``i`` = stage, ``T`` = number of tasks)
+=====================  ========================================================================
+average performance    ``AP_i = (1/i) Σ_{j=1..i} S[i, j]``; final ``AP = AP_T`` (TRACE's "OP")
+BWT                    ``BWT_i = 1/(i−1) Σ_{j=1..i−1} (S[i, j] − S[j, j])`` (Lopez-Paz & Ranzato 2017)
+FWT                    ``FWT = 1/(T−1) Σ_{j=2..T} (S[j−1, j] − S[0, j])``
+forgetting             ``F_i = 1/(i−1) Σ_{j=1..i−1} max_{j ≤ l < i} (S[l, j] − S[i, j])`` (Chaudhry et al. 2018)
+learning accuracy      ``LA = (1/T) Σ_{j=1..T} S[j, j]``
+=====================  ========================================================================
+
+BWT, FWT and forgetting are reported for ``i = T``; their per-stage curves hold
+the value after every stage (``None`` at stage 1, where they are undefined).
+With ``T = 1`` they are ``None`` — never 0.  Two identities hold for every
+matrix and are checked by the tests: ``AP_T = LA + (T−1)/T · BWT_T`` and
+``F_i ≥ −BWT_i``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from losia_cl.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CLMetrics", "cl_metrics", "validate_score_matrix"]
+
+
+def validate_score_matrix(scores: Any) -> np.ndarray:
+    """Return ``scores`` as a float64 array after checking it is a valid ``(T+1) × T`` score matrix.
+
+    Raises :class:`~losia_cl.errors.DataError` naming the problem: not a 2-D
+    numeric array, a shape other than ``(T+1) × T`` with ``T ≥ 1``, a non-finite
+    entry, or an entry outside ``[0, 1]`` (each with its row and column).
+    """
+    try:
+        s = np.array(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"score matrix: cannot read it as a 2-D array of numbers ({exc}); "
+            "give a (T+1) x T list of lists or array"
+        ) from None
+    if s.ndim != 2:
+        raise DataError(f"score matrix: expected a 2-D (T+1) x T array, got {s.ndim} dimension(s)")
+    rows, cols = s.shape
+    if cols < 1 or rows != cols + 1:
+        raise DataError(
+            f"score matrix: shape {rows} x {cols} is not (T+1) x T with T >= 1 "
+            "(row 0 = base model, row i = after training tasks 1..i)"
+        )
+    bad = np.argwhere(~np.isfinite(s))
+    if bad.size:
+        i, j = bad[0]
+        raise DataError(f"score matrix: entry [{i}][{j}] = {float(s[i, j])} is not finite")
+    bad = np.argwhere((s < 0.0) | (s > 1.0))
+    if bad.size:
+        i, j = bad[0]
+        raise DataError(
+            f"score matrix: entry [{i}][{j}] = {float(s[i, j])!r} is outside [0, 1]; "
+            "scores must be on a 0-1 scale (divide percentages by 100)"
+        )
+    return s
+
+
+@dataclass(frozen=True)
+class CLMetrics:
+    """Continual-learning metrics of one run; build it with :func:`cl_metrics`.
+
+    Curves are lists with one entry per stage ``i = 1..T`` (index ``i − 1``).
+
+    Attributes:
+        num_tasks: ``T``.
+        score_matrix: the validated ``(T+1) × T`` score matrix, as lists.
+        average_performance: ``AP_T`` (TRACE's overall performance "OP").
+        bwt: backward transfer ``BWT_T``; ``None`` when ``T = 1``.
+        fwt: forward transfer ``FWT``; ``None`` when ``T = 1``.
+        forgetting: average forgetting ``F_T``; ``None`` when ``T = 1``.
+        learning_accuracy: ``LA``, mean of the diagonal ``S[j, j]``.
+        average_performance_curve: ``AP_i`` for ``i = 1..T``.
+        bwt_curve: ``BWT_i`` for ``i = 1..T`` (``None`` at ``i = 1``).
+        forgetting_curve: ``F_i`` for ``i = 1..T`` (``None`` at ``i = 1``).
+    """
+
+    num_tasks: int
+    score_matrix: list[list[float]]
+    average_performance: float
+    bwt: float | None
+    fwt: float | None
+    forgetting: float | None
+    learning_accuracy: float
+    average_performance_curve: list[float] = field(default_factory=list)
+    bwt_curve: list[float | None] = field(default_factory=list)
+    forgetting_curve: list[float | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        t = self.num_tasks
+        if t < 1:
+            raise DataError(f"CLMetrics.num_tasks must be >= 1, got {t}")
+        for name in ("average_performance_curve", "bwt_curve", "forgetting_curve"):
+            if len(getattr(self, name)) != t:
+                raise DataError(f"CLMetrics.{name} must have one value per stage ({t})")
+        undefined = [n for n in ("bwt", "fwt", "forgetting") if (getattr(self, n) is None) != (t == 1)]
+        if undefined:
+            raise DataError(f"CLMetrics: {undefined} must be None exactly when num_tasks == 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (plain floats, lists and ``None``)."""
+        return {
+            "num_tasks": self.num_tasks,
+            "average_performance": self.average_performance,
+            "bwt": self.bwt,
+            "fwt": self.fwt,
+            "forgetting": self.forgetting,
+            "learning_accuracy": self.learning_accuracy,
+            "average_performance_curve": list(self.average_performance_curve),
+            "bwt_curve": list(self.bwt_curve),
+            "forgetting_curve": list(self.forgetting_curve),
+            "score_matrix": [list(row) for row in self.score_matrix],
+        }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(math.fsum(values) / len(values))
+
+
+def _bwt(s: np.ndarray, i: int) -> float | None:
+    """BWT after stage ``i`` (1-based); rows of ``s`` are stages, column ``j−1`` is task ``j``."""
+    if i < 2:
+        return None
+    return _mean([s[i, j - 1] - s[j, j - 1] for j in range(1, i)])
+
+
+def _forgetting(s: np.ndarray, i: int) -> float | None:
+    if i < 2:
+        return None
+    return _mean([max(s[l, j - 1] - s[i, j - 1] for l in range(j, i)) for j in range(1, i)])
+
+
+def cl_metrics(scores: Any) -> CLMetrics:
+    """Compute :class:`CLMetrics` from a ``(T+1) × T`` score matrix (see the module docstring).
+
+    ``scores`` is anything ``numpy.array`` reads as a 2-D float array (list of
+    lists, array, tensor on the CPU).  Invalid input raises
+    :class:`~losia_cl.errors.DataError`.
+
+    >>> m = cl_metrics([[0.1, 0.2], [0.8, 0.4], [0.6, 0.9]])
+    >>> round(m.bwt, 3), round(m.fwt, 3), round(m.average_performance, 3)
+    (-0.2, 0.2, 0.75)
+    """
+    s = validate_score_matrix(scores)
+    t = s.shape[1]
+    ap_curve = [_mean([s[i, j - 1] for j in range(1, i + 1)]) for i in range(1, t + 1)]
+    fwt = None if t < 2 else _mean([s[j - 1, j - 1] - s[0, j - 1] for j in range(2, t + 1)])
+    result = CLMetrics(
+        num_tasks=t,
+        score_matrix=s.tolist(),
+        average_performance=ap_curve[-1],
+        bwt=_bwt(s, t),
+        fwt=fwt,
+        forgetting=_forgetting(s, t),
+        learning_accuracy=_mean([s[j, j - 1] for j in range(1, t + 1)]),
+        average_performance_curve=ap_curve,
+        bwt_curve=[_bwt(s, i) for i in range(1, t + 1)],
+        forgetting_curve=[_forgetting(s, i) for i in range(1, t + 1)],
+    )
+    logger.debug("cl_metrics over %d task(s): %s", t, result)
+    return result
