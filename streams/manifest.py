@@ -1,0 +1,201 @@
+"""Custom streams described by a TOML manifest (``load_stream("path/to/stream.toml")``).
+
+A manifest lists the tasks in training order; data paths are relative to the
+manifest's folder and point to JSON or JSON Lines files of
+``{"prompt": ..., "answer": ...}`` records::
+
+    name = "support-tickets"                  # optional; default: the file's stem
+    description = "three ticket-routing tasks"  # optional
+
+    [defaults]                                # optional; used where a task leaves a key out
+    metric = "accuracy"
+    max_new_tokens = 8
+
+    [[tasks]]
+    name = "priority"
+    train = "data/priority/train.jsonl"
+    test = "data/priority/test.json"
+
+    [[tasks]]
+    name = "summary"
+    train = "data/summary/train.jsonl"
+    test = "data/summary/test.jsonl"
+    metric = "rouge_l"
+    max_new_tokens = 128
+
+Every task needs ``name``, ``train``, ``test``, ``metric`` and
+``max_new_tokens`` (the last two possibly from ``[defaults]``).  Unknown keys
+are errors (they are usually typos).  A malformed manifest raises
+:class:`~losia_cl.errors.ConfigError` naming the file and the key; an unknown
+metric raises :class:`~losia_cl.errors.UnknownNameError`; a missing or bad
+data file raises :class:`~losia_cl.errors.DataError` naming the data file and
+the manifest key that points to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from losia_cl.errors import ConfigError, DataError, UnknownNameError
+
+from .metric_names import check_metric
+from .records import read_examples
+from .selection import check_limit, check_seed, select_tasks, subsample
+from .types import Stream, Task
+
+logger = logging.getLogger(__name__)
+
+TOP_KEYS = ("name", "description", "defaults", "tasks")
+DEFAULT_KEYS = ("metric", "max_new_tokens")
+TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
+
+
+def _toml() -> ModuleType:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ConfigError("reading a stream manifest on Python < 3.11 needs the 'tomli' package") from None
+    return tomllib
+
+
+def _check_keys(where: str, table: dict[str, Any], allowed: Sequence[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}{key}: unknown key; allowed keys: {', '.join(allowed)}")
+
+
+def _string(where: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _positive_int(where: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+    return value
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed TOML of a manifest; :class:`DataError` if missing, :class:`ConfigError` if not TOML."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: stream manifest not found" if not path.exists() else f"{path}: not a file")
+    tomllib = _toml()
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def load_manifest(
+    path: str | os.PathLike[str],
+    *,
+    tasks: str | Sequence[str] | None = None,
+    max_train_examples: int | None = None,
+    max_test_examples: int | None = None,
+    seed: int = 0,
+) -> Stream:
+    """The stream a TOML manifest describes.
+
+    Args:
+        path: the manifest file; data paths in it are relative to its folder.
+        tasks: a subset and order of the manifest's tasks (list or
+            comma-separated string); only their data files are read.
+        max_train_examples: at most this many training examples per task
+            (``None``: all), drawn with ``seed`` keeping file order.
+        max_test_examples: the same for the test examples.
+        seed: seed of the subsampling.
+    """
+    max_train_examples = check_limit("max_train_examples", max_train_examples)
+    max_test_examples = check_limit("max_test_examples", max_test_examples)
+    seed = check_seed(seed)
+    path = Path(path)
+    doc = read_manifest(path)
+    where = f"{path}: key "
+    _check_keys(where, doc, TOP_KEYS)
+    name = _string(f"{where}name", doc["name"]) if "name" in doc else path.stem
+    description = _string(f"{where}description", doc["description"]) if "description" in doc else ""
+
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}defaults: expected a table ([defaults]), got {type(defaults).__name__}")
+    _check_keys(f"{where}defaults.", defaults, DEFAULT_KEYS)
+
+    entries = doc.get("tasks")
+    if entries is None:
+        raise ConfigError(f"{where}tasks: missing; list the tasks as [[tasks]] tables")
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise ConfigError(f"{where}tasks: expected an array of tables ([[tasks]]), got {entries!r:.80}")
+    if not entries:
+        raise ConfigError(f"{where}tasks: the manifest lists no task")
+
+    specs: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(entries):
+        spec = _task_spec(path, i, {**defaults, **entry})
+        if spec["name"] in specs:
+            raise ConfigError(f"{where}tasks[{i}].name: task {spec['name']!r} is listed twice")
+        specs[spec["name"]] = spec
+
+    try:
+        chosen = select_tasks(list(specs), tasks, kind="task")
+    except UnknownNameError as err:
+        err.args = (f"{path}: {err}",)
+        raise
+    loaded = tuple(
+        _load_task(path, specs[task_name], max_train_examples, max_test_examples, seed) for task_name in chosen
+    )
+    logger.info("stream %r from %s: %s", name, path, ", ".join(t.name for t in loaded))
+    return Stream(name=name, tasks=loaded, description=description or f"custom stream from {path}")
+
+
+def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
+    where = f"{path}: key tasks[{index}]"
+    _check_keys(f"{where}.", entry, TASK_KEYS)
+    for key in TASK_KEYS:
+        if key not in entry:
+            hint = " (or in [defaults])" if key in DEFAULT_KEYS else ""
+            raise ConfigError(f"{where}.{key}: missing{hint}")
+    return {
+        "index": index,
+        "name": _string(f"{where}.name", entry["name"]),
+        "train": _string(f"{where}.train", entry["train"]),
+        "test": _string(f"{where}.test", entry["test"]),
+        "metric": check_metric(entry["metric"], where=f"{where}.metric"),
+        "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"]),
+    }
+
+
+def _load_task(
+    path: Path,
+    spec: dict[str, Any],
+    max_train: int | None,
+    max_test: int | None,
+    seed: int,
+) -> Task:
+    splits = {}
+    for split, limit in (("train", max_train), ("test", max_test)):
+        data_file = path.parent / spec[split]
+        try:
+            examples = read_examples(data_file)
+        except DataError as err:
+            raise DataError(f"{err} (manifest {path}, key tasks[{spec['index']}].{split})") from None
+        splits[split] = subsample(examples, limit, seed=seed, key=f"{spec['name']}/{split}")
+    return Task(
+        name=spec["name"],
+        train=splits["train"],
+        test=splits["test"],
+        metric=spec["metric"],
+        max_new_tokens=spec["max_new_tokens"],
+    )

@@ -1,0 +1,51 @@
+"""Validation of task metric names against the scorer registry.
+
+A task names the scorer that grades it (``Task.metric``).  The names are
+checked against :func:`losia_cl.metrics.scorers.scorer_names`, imported
+lazily so that importing :mod:`losia_cl.streams` stays cheap.  Should the
+metrics package be unavailable, the fixed list :data:`FALLBACK_METRICS` is
+used instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from losia_cl.errors import UnknownNameError
+
+logger = logging.getLogger(__name__)
+
+#: The scorer names of losia-cl, used only when :mod:`losia_cl.metrics.scorers` cannot be imported.
+FALLBACK_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "letter_accuracy",
+    "rouge_l",
+    "edit_similarity",
+    "sari",
+    "bleu",
+)
+
+
+def known_metrics() -> list[str]:
+    """The metric names a task may use, sorted."""
+    try:
+        from losia_cl.metrics.scorers import scorer_names
+    except ImportError as err:  # the metrics package is missing or broken
+        logger.debug("losia_cl.metrics.scorers unavailable (%s); using the fixed metric list", err)
+        return sorted(FALLBACK_METRICS)
+    return sorted(scorer_names())
+
+
+def check_metric(name: object, where: str = "") -> str:
+    """Return ``name`` if it is a known metric, else raise :class:`UnknownNameError`.
+
+    ``where`` (a file and key, say) is put in front of the message so the user
+    can find the bad value.
+    """
+    known = known_metrics()
+    if isinstance(name, str) and name in known:
+        return name
+    err = UnknownNameError("metric", str(name), known)
+    if where:
+        err.args = (f"{where}: {err}",)
+    raise err

@@ -1,0 +1,136 @@
+"""The data types of a task stream: :class:`Example`, :class:`Task`, :class:`Stream`.
+
+All three are frozen dataclasses that validate their fields on construction
+and raise :class:`~losia_cl.errors.DataError` (or
+:class:`~losia_cl.errors.UnknownNameError` for an unknown metric) on bad
+values, so a stream that exists is a stream that can be trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from losia_cl.errors import DataError, UnknownNameError
+
+from .metric_names import check_metric
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt and the answer a model should generate for it.
+
+    Attributes:
+        prompt: the model's input, verbatim (no chat template applied).
+        answer: the reference output, verbatim; the scorer compares
+            generations against it.
+    """
+
+    prompt: str
+    answer: str
+
+    def __post_init__(self) -> None:
+        for name in ("prompt", "answer"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise DataError(f"Example.{name} must be a string, got {type(value).__name__}: {value!r:.60}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named task: training and test examples, the metric, the generation length.
+
+    Attributes:
+        name: the task's name, unique within its stream (non-empty).
+        train: training examples (non-empty; any iterable is stored as a tuple).
+        test: held-out test examples (non-empty; stored as a tuple).
+        metric: the name of the scorer that grades generations on ``test``
+            (one of :func:`losia_cl.metrics.scorers.scorer_names`).
+        max_new_tokens: how many tokens to generate per test prompt (≥ 1).
+    """
+
+    name: str
+    train: tuple[Example, ...]
+    test: tuple[Example, ...]
+    metric: str
+    max_new_tokens: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DataError(f"Task.name must be a non-empty string, got {self.name!r}")
+        for split in ("train", "test"):
+            examples = tuple(getattr(self, split))
+            if not examples:
+                raise DataError(f"task {self.name!r}: the {split} split is empty")
+            for i, example in enumerate(examples):
+                if not isinstance(example, Example):
+                    raise DataError(
+                        f"task {self.name!r}: {split}[{i}] must be an Example, got {type(example).__name__}"
+                    )
+            object.__setattr__(self, split, examples)
+        check_metric(self.metric, where=f"task {self.name!r}")
+        if (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise DataError(
+                f"task {self.name!r}: max_new_tokens must be a positive integer, got {self.max_new_tokens!r}"
+            )
+
+    def split(self, name: str) -> tuple[Example, ...]:
+        """The examples of split ``"train"`` or ``"test"``."""
+        if name not in ("train", "test"):
+            raise DataError(f"task {self.name!r}: unknown split {name!r}; splits: train, test")
+        return self.train if name == "train" else self.test
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An ordered sequence of tasks, learned one after the other.
+
+    Attributes:
+        name: the stream's name (``"demo"``, ``"trace"``, a manifest's name).
+        tasks: the tasks in training order (non-empty, unique names).
+        description: one line saying what the stream is.
+    """
+
+    name: str
+    tasks: tuple[Task, ...]
+    description: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DataError(f"Stream.name must be a non-empty string, got {self.name!r}")
+        tasks = tuple(self.tasks)
+        if not tasks:
+            raise DataError(f"stream {self.name!r} has no tasks")
+        seen: set[str] = set()
+        for i, task in enumerate(tasks):
+            if not isinstance(task, Task):
+                raise DataError(f"stream {self.name!r}: tasks[{i}] must be a Task, got {type(task).__name__}")
+            if task.name in seen:
+                raise DataError(f"stream {self.name!r}: task name {task.name!r} appears twice")
+            seen.add(task.name)
+        object.__setattr__(self, "tasks", tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The task names in training order."""
+        return [task.name for task in self.tasks]
+
+    def task(self, name: str) -> Task:
+        """The task called ``name``; :class:`UnknownNameError` lists the stream's tasks otherwise."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        err = UnknownNameError("task", name, self.task_names)
+        err.args = (f"stream {self.name!r}: {err}",)
+        raise err
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
