@@ -38,17 +38,12 @@ def block_sum(score: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     return score.index_select(0, rows).index_select(1, cols).sum()
 
 
-def localize(score: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, Tensor, str]:
-    """Greedy choice of ``num_rows`` rows and ``num_cols`` columns maximising ``sum(S[R, C])``.
-
-    Three candidates are built and the one with the largest block sum kept (ties go to the
-    earlier candidate):
+def localization_candidates(score: Tensor, num_rows: int, num_cols: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """The three greedy candidates for a ``num_rows`` x ``num_cols`` block of ``score``.
 
     * ``'independent'``: R = top row sums of S, C = top column sums of S;
     * ``'rows_first'``: R = top row sums of S, then C = top column sums of S[R, :];
     * ``'cols_first'``: C = top column sums of S, then R = top row sums of S[:, C].
-
-    Returns sorted, unique int64 index tensors and the name of the winning candidate.
     """
     d_out, d_in = score.shape
     if not (1 <= num_rows <= d_out and 1 <= num_cols <= d_in):
@@ -56,14 +51,24 @@ def localize(score: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, Tenso
     score = score.float()
     row_top = _top(score.sum(1), num_rows)
     col_top = _top(score.sum(0), num_cols)
-    candidates = {
+    return {
         "independent": (row_top, col_top),
         "rows_first": (row_top, _top(score.index_select(0, row_top).sum(0), num_cols)),
         "cols_first": (_top(score.index_select(1, col_top).sum(1), num_rows), col_top),
     }
+
+
+def localize(score: Tensor, num_rows: int, num_cols: int) -> tuple[Tensor, Tensor, str]:
+    """Greedy choice of ``num_rows`` rows and ``num_cols`` columns maximising ``sum(S[R, C])``.
+
+    Of the :func:`localization_candidates`, the one with the largest block sum is kept (ties go
+    to the earlier one: independent, rows_first, cols_first).  Returns sorted, unique int64
+    index tensors and the name of the winning candidate.
+    """
+    candidates = localization_candidates(score, num_rows, num_cols)
     best_name, best_value = "", None
     for name, (rows, cols) in candidates.items():
-        value = block_sum(score, rows, cols)
+        value = block_sum(score.float(), rows, cols)
         if best_value is None or value > best_value:
             best_name, best_value = name, value
     rows, cols = candidates[best_name]

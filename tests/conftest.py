@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny randomly initialised models built from a config in-process (no downloads)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Two pytest-xdist workers share two cores: one intra-op thread each.
+torch.set_num_threads(int(os.environ.get("LOSIA_CL_TEST_THREADS", "1")))
+
+
+def make_tiny_llama(seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128, vocab: int = 128):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture
+def tiny_llama():
+    return make_tiny_llama()
+
+
+@pytest.fixture
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(0, 128, (4, 16), generator=generator)
