@@ -1,0 +1,121 @@
+"""The embedded ``demo`` stream: deterministic, held-out, balanced, and every answer follows its task's rule."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from losia_cl.errors import ConfigError, UnknownNameError
+from losia_cl.streams import load_stream
+from losia_cl.streams.demo import CATEGORIES
+
+CATEGORY_OF = {word: name for name, words in CATEGORIES for word in words}
+PROMPT = re.compile(r"Items: 1\. (\w+) 2\. (\w+) 3\. (\w+) 4\. (\w+)\nQuestion: (.+)\nAnswer:")
+
+
+def solve(prompt: str) -> tuple[str, str]:
+    """(task, answer) of a demo prompt, computed independently of the generator."""
+    match = PROMPT.fullmatch(prompt)
+    assert match, prompt
+    words, question = list(match.groups()[:4]), match.group(5)
+    kinds = [CATEGORY_OF[w] for w in words]
+    assert sorted(kinds) == ["animal", "color", "fruit", "tool"]
+    if m := re.fullmatch(r"What kind of thing is item (\d)\?", question):
+        return "category", kinds[int(m.group(1)) - 1].upper()
+    if m := re.fullmatch(r"Which number is the (\w+)\?", question):
+        return "position", f"#{kinds.index(m.group(1)) + 1}"
+    if m := re.fullmatch(r"Which item comes after the (\w+)\?", question):
+        return "successor", words[kinds.index(m.group(1)) + 1]
+    if m := re.fullmatch(r"Is item (\d) the (\w+)\?", question):
+        return "check", "true" if kinds[int(m.group(1)) - 1] == m.group(2) else "false"
+    raise AssertionError(question)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_stream("demo")
+
+
+def test_defaults(demo):
+    assert demo.name == "demo"
+    assert demo.task_names == ["category", "position", "successor", "check"]
+    for task in demo:
+        assert (len(task.train), len(task.test)) == (128, 40)
+        assert task.metric == "accuracy"
+        assert 1 <= task.max_new_tokens <= 8
+
+
+def test_every_answer_follows_its_task_rule(demo):
+    for task in demo:
+        for example in task.train + task.test:
+            assert solve(example.prompt) == (task.name, example.answer)
+
+
+def test_test_prompts_never_appear_in_train_and_are_unique(demo):
+    all_prompts = set()
+    for task in demo:
+        train = {ex.prompt for ex in task.train}
+        test = {ex.prompt for ex in task.test}
+        assert len(train) == len(task.train) and len(test) == len(task.test)
+        assert not train & test
+        all_prompts |= train | test
+    assert len(all_prompts) == 4 * (128 + 40)  # questions differ per task, so no prompt is shared
+
+
+def test_same_seed_same_examples_different_seed_different(demo):
+    again = load_stream("demo")
+    assert again == demo
+    other = load_stream("demo", seed=1)
+    for a, b in zip(demo, other):
+        assert a.test != b.test and a.train != b.train
+        assert len({ex.prompt for ex in a.test} & {ex.prompt for ex in b.test}) < len(a.test) // 2
+
+
+def test_answer_formats_differ_between_tasks_and_labels_are_balanced(demo):
+    answers = {task.name: Counter(ex.answer for ex in task.train + task.test) for task in demo}
+    assert set(answers["category"]) == {"ANIMAL", "COLOR", "FRUIT", "TOOL"}
+    assert set(answers["position"]) == {"#1", "#2", "#3", "#4"}
+    assert set(answers["check"]) == {"true", "false"}
+    assert set(answers["successor"]) <= set(CATEGORY_OF)
+    for name in ("category", "position", "check"):
+        counts = list(answers[name].values())
+        assert max(counts) - min(counts) <= 1, (name, answers[name])
+    names = list(answers)
+    for i, a in enumerate(names):  # no answer string is shared by two tasks: the conventions conflict
+        for b in names[i + 1:]:
+            assert not set(answers[a]) & set(answers[b])
+    # successor answers come from every position after the first, evenly
+    positions = Counter(re.findall(r"\d\. (\w+)", ex.prompt).index(ex.answer) for ex in demo.task("successor").test)
+    assert sorted(positions) == [1, 2, 3] and max(positions.values()) - min(positions.values()) <= 1
+
+
+def test_prompts_share_one_surface_form(demo):
+    for task in demo:
+        for example in task.train + task.test:
+            lines = example.prompt.split("\n")
+            assert [line.split(" ")[0] for line in lines] == ["Items:", "Question:", "Answer:"]
+            assert lines[1].endswith("?") and lines[2] == "Answer:"
+
+
+def test_sizes_subset_and_stable_test_set():
+    small = load_stream("demo", num_train=10, num_test=6, tasks=["check", "category"])
+    assert small.task_names == ["check", "category"]
+    assert [(len(t.train), len(t.test)) for t in small] == [(10, 6), (10, 6)]
+    bigger = load_stream("demo", num_train=50, num_test=6, tasks="category")
+    assert set(bigger.task("category").test) == set(small.task("category").test)
+
+
+def test_bad_options():
+    with pytest.raises(UnknownNameError) as info:
+        load_stream("demo", tasks=["category", "sorting"])
+    assert "unknown demo task 'sorting'" in str(info.value) and "successor" in str(info.value)
+    with pytest.raises(ConfigError, match="num_train must be a positive integer"):
+        load_stream("demo", num_train=0)
+    with pytest.raises(ConfigError, match="num_test must be a positive integer"):
+        load_stream("demo", num_test=None)
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        load_stream("demo", seed=1.5)
+    with pytest.raises(ConfigError, match="at most 20000"):
+        load_stream("demo", num_train=20_000, num_test=1)
