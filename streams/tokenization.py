@@ -17,10 +17,11 @@ Rules (the trainer and the evaluator both rely on them):
 * **Loss only on the answer.**  ``labels`` is ``-100`` (:data:`IGNORE_INDEX`)
   on every prompt position and equals ``input_ids`` on the answer and EOS.
 * **Truncation to ``max_length`` cuts the prompt's start, never the answer.**
-  If the answer and EOS do not fit with at least one prompt token (a causal
-  LM predicts a token from the one before it, so the first answer token needs
-  a prompt token in front of it), the answer's *end* is cut instead, keeping
-  EOS and the last prompt token; the sequence is then exactly ``max_length``.
+  The tokens right after a leading BOS go first (the BOS itself stays).  If
+  the answer and EOS do not fit next to the last prompt token (plus the BOS)
+  (a causal LM predicts a token from the one before it, so the first answer
+  token needs a prompt token in front of it), the answer's *end* is cut
+  instead, keeping EOS; the sequence is then exactly ``max_length`` tokens.
 * **Padding.**  Training batches are right-padded (``input_ids`` with the pad
   id, ``labels`` with -100, ``attention_mask`` with 0); generation batches are
   left-padded so every prompt ends at the last column and new tokens follow
@@ -92,18 +93,32 @@ def _check_max_length(max_length: object, minimum: int) -> int:
     return max_length
 
 
-def _join(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> tuple[Features, bool, bool]:
+def _keep_prompt_end(prompt_ids: list[int], budget: int, bos_id: int | None) -> list[int]:
+    """The last ``budget`` tokens of a prompt; a leading BOS is kept (and counted) when ``budget ≥ 2``."""
+    if len(prompt_ids) <= budget:
+        return prompt_ids
+    if budget <= 0:
+        return []
+    if bos_id is not None and prompt_ids[0] == bos_id and budget >= 2:
+        return prompt_ids[:1] + prompt_ids[len(prompt_ids) - budget + 1 :]
+    return prompt_ids[len(prompt_ids) - budget :]
+
+
+def _join(
+    prompt_ids: list[int], answer_ids: list[int], max_length: int, bos_id: int | None
+) -> tuple[Features, bool, bool]:
     """Concatenate and truncate; returns the features and whether prompt / answer were cut."""
     prompt_cut = answer_cut = False
     if len(prompt_ids) + len(answer_ids) > max_length:
-        prompt_budget = max_length - len(answer_ids)
-        keep_prompt = min(len(prompt_ids), 1)
-        if prompt_budget < keep_prompt:  # the answer alone is too long: cut its end, keep EOS
-            answer_ids = answer_ids[: max_length - keep_prompt - 1] + answer_ids[-1:]
-            prompt_budget = keep_prompt
+        has_bos = bos_id is not None and len(prompt_ids) >= 2 and prompt_ids[0] == bos_id
+        min_prompt = min(len(prompt_ids), 2 if has_bos else 1)  # [BOS +] the last prompt token
+        budget = max_length - len(answer_ids)
+        if budget < min_prompt:  # the answer alone is too long: cut its end, keep EOS
+            answer_ids = answer_ids[: max_length - min_prompt - 1] + answer_ids[-1:]
+            budget = min_prompt
             answer_cut = True
-        prompt_cut = prompt_budget < len(prompt_ids)
-        prompt_ids = prompt_ids[len(prompt_ids) - prompt_budget :]
+        prompt_cut = budget < len(prompt_ids)
+        prompt_ids = _keep_prompt_end(prompt_ids, budget, bos_id)
     input_ids = prompt_ids + answer_ids
     features = {
         "input_ids": input_ids,
@@ -111,6 +126,11 @@ def _join(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> tupl
         "attention_mask": [1] * len(input_ids),
     }
     return features, prompt_cut, answer_cut
+
+
+def _bos_id(tokenizer: Any) -> int | None:
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return None if bos is None else int(bos)
 
 
 def encode_training_example(
@@ -128,7 +148,10 @@ def encode_training_example(
     """
     max_length = _check_max_length(max_length, 3)
     features, _, _ = _join(
-        encode_prompt(tokenizer, prompt, chat_template=chat_template), encode_answer(tokenizer, answer), max_length
+        encode_prompt(tokenizer, prompt, chat_template=chat_template),
+        encode_answer(tokenizer, answer),
+        max_length,
+        _bos_id(tokenizer),
     )
     return features
 
@@ -143,12 +166,12 @@ def encode_generation_prompt(
     """``input_ids`` and ``attention_mask`` (lists) of one prompt to generate from.
 
     With ``max_length`` the prompt keeps its last ``max_length`` tokens (the
-    start is cut, as in training).
+    start is cut, a leading BOS is kept, as in training).
     """
     ids = encode_prompt(tokenizer, prompt, chat_template=chat_template)
     if max_length is not None:
         max_length = _check_max_length(max_length, 1)
-        ids = ids[-max_length:]
+        ids = _keep_prompt_end(ids, max_length, _bos_id(tokenizer))
     return {"input_ids": ids, "attention_mask": [1] * len(ids)}
 
 
@@ -156,25 +179,35 @@ def encode_examples(
     tokenizer: Any,
     examples: Sequence[Example],
     *,
-    max_length: int,
+    max_length: int | None,
     chat_template: bool = False,
     for_generation: bool = False,
 ) -> list[Features]:
     """Features of many examples as a list of dicts (the path without :mod:`datasets`).
 
     Training features (``for_generation=False``) hold ``input_ids``,
-    ``labels``, ``attention_mask``.  Generation features hold ``input_ids``,
+    ``labels``, ``attention_mask``, truncated to ``max_length`` as the module
+    docstring says.  Generation features hold ``input_ids``,
     ``attention_mask`` and ``index`` (the example's position in
-    ``examples``), the prompt truncated to ``max_length``.  How many
-    sequences were truncated is logged.
+    ``examples``); the prompt keeps its last ``max_length`` tokens (``None``:
+    no limit) — pass the training length minus the task's
+    ``max_new_tokens`` to leave room for the answer.  How many sequences
+    were truncated is logged as a warning.
     """
     if for_generation:
-        return [
-            {**encode_generation_prompt(tokenizer, ex.prompt, max_length=max_length, chat_template=chat_template),
-             "index": i}
-            for i, ex in enumerate(examples)
-        ]
+        limit = None if max_length is None else _check_max_length(max_length, 1)
+        bos = _bos_id(tokenizer)
+        rows, cut = [], 0
+        for i, ex in enumerate(examples):
+            full = encode_prompt(tokenizer, ex.prompt, chat_template=chat_template)
+            kept = full if limit is None else _keep_prompt_end(full, limit, bos)
+            cut += len(kept) < len(full)
+            rows.append({"input_ids": kept, "attention_mask": [1] * len(kept), "index": i})
+        if cut:
+            logger.warning("max_length %s: cut the start of %d of %d generation prompts", max_length, cut, len(rows))
+        return rows
     max_length = _check_max_length(max_length, 3)
+    bos = _bos_id(tokenizer)
     encoded: list[Features] = []
     prompts_cut = answers_cut = 0
     for ex in examples:
@@ -182,6 +215,7 @@ def encode_examples(
             encode_prompt(tokenizer, ex.prompt, chat_template=chat_template),
             encode_answer(tokenizer, ex.answer),
             max_length,
+            bos,
         )
         prompts_cut += prompt_cut
         answers_cut += answer_cut
@@ -206,8 +240,10 @@ def tokenize_split(
     """A task's split as a tokenized :class:`datasets.Dataset`.
 
     ``for_generation`` defaults to ``split == "test"``.  The columns are those
-    of :func:`encode_examples`; generation datasets also keep the ``prompt``
-    and ``answer`` strings (scorers need the references, ``sari`` the
+    of :func:`encode_examples`.  Generation prompts keep their last
+    ``max_length - task.max_new_tokens`` tokens (at least 1), so prompt and
+    answer fit in ``max_length`` as in training; generation datasets also keep
+    the ``prompt`` and ``answer`` strings (scorers need the references, ``sari`` the
     sources).  Use :func:`collate_for_training` / :func:`collate_for_generation`
     as the DataLoader's ``collate_fn``.
     """
@@ -215,9 +251,8 @@ def tokenize_split(
 
     examples = task.split(split)
     generate = split == "test" if for_generation is None else for_generation
-    rows = encode_examples(
-        tokenizer, examples, max_length=max_length, chat_template=chat_template, for_generation=generate
-    )
+    limit = max(1, max_length - task.max_new_tokens) if generate else max_length
+    rows = encode_examples(tokenizer, examples, max_length=limit, chat_template=chat_template, for_generation=generate)
     if generate:
         rows = [{**row, "prompt": ex.prompt, "answer": ex.answer} for row, ex in zip(rows, examples)]
     return datasets.Dataset.from_list(rows)
