@@ -67,11 +67,15 @@ class _SubnetLinear(torch.autograd.Function):
                 None if grad_bias is None else grad_bias.to(sink_dtype))
 
 
-class LoSiAProLinear(nn.Module):
-    """A drop-in for ``nn.Linear`` trained by LoSiA-Pro (holds the *same* weight and bias objects)."""
+class LoSiAProLinear(nn.Linear):
+    """A drop-in for ``nn.Linear`` trained by LoSiA-Pro (holds the *same* weight and bias objects).
+
+    It is an ``nn.Linear`` subclass so that structural code (target discovery, weight export)
+    treats it as the linear layer it stands for.
+    """
 
     def __init__(self, linear: nn.Linear, num_rows: int, num_cols: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not nn.Linear.__init__: the weight and bias are the given ones
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
@@ -139,6 +143,8 @@ def attach_pro(model: nn.Module, optimizer: LoSiA, targets: list[Target]) -> Non
     """Swap every target ``nn.Linear`` of ``model`` for a :class:`LoSiAProLinear` wired to ``optimizer``."""
     groups = {g["name"]: g for g in optimizer.param_groups if g["losia"]}
     for target in targets:
+        if isinstance(target.module, LoSiAProLinear):
+            raise ConfigError(f"{target.name} is already a LoSiA-Pro layer: call losia_cl.unpatch(model) first")
         if not isinstance(target.module, nn.Linear):
             raise ConfigError(
                 f"LoSiAConfig.pro = True supports nn.Linear targets only; {target.name} is "

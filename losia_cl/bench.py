@@ -1,0 +1,178 @@
+"""Training-step benchmark: full fine-tuning vs LoSiA vs LoSiA-Pro, measured side by side.
+
+Speed: every method is built once in one process; then rounds run the methods in turn (order
+rotated each round), one timed training step each, and the median per method is reported with
+its ratio to full fine-tuning.  Memory: each method runs a few steps in a fresh subprocess and
+reports its peak resident memory (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA), minus the
+same process's peak after building the model, i.e. what training adds on top of the weights.
+
+Run ``python -m losia_cl.bench`` (``--help`` for the sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("full", "losia", "losia-pro")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Model and batch sizes of the benchmark (defaults: the LoSiA-Pro issue's CPU setting)."""
+
+    hidden_size: int = 768
+    intermediate_size: int = 2048
+    num_layers: int = 8
+    vocab_size: int = 8192
+    batch_size: int = 4
+    seq_len: int = 256
+    rank_factor: float = 1 / 8
+    rounds: int = 5
+    warmup: int = 1
+    device: str = "cpu"
+    seed: int = 0
+
+
+def build_model(cfg: BenchConfig) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=max(1, cfg.hidden_size // 64),
+        num_key_value_heads=max(1, cfg.hidden_size // 64), max_position_embeddings=max(cfg.seq_len, 64),
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config).to(cfg.device)
+
+
+def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
+    """A closure running one training step of ``method`` on a fixed random batch."""
+    from losia_cl.optim import LoSiA, LoSiAConfig
+
+    model = build_model(cfg)
+    if method == "full":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    elif method in ("losia", "losia-pro"):
+        config = LoSiAConfig(rank_factor=cfg.rank_factor, period=50, lr=1e-5, pro=method == "losia-pro")
+        optimizer = LoSiA.for_model(model, config, num_training_steps=1000)
+    else:
+        raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+    generator = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len), generator=generator).to(cfg.device)
+
+    def step() -> None:
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_methods(cfg: BenchConfig, methods: tuple[str, ...] = METHODS) -> dict[str, list[float]]:
+    """Seconds per step of each method, interleaved rounds (order rotated each round)."""
+    steps = {m: build_step(m, cfg) for m in methods}
+    for _ in range(cfg.warmup):
+        for m in methods:
+            steps[m]()
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(cfg.rounds):
+        order = methods[r % len(methods):] + methods[: r % len(methods)]
+        for m in order:
+            _sync(cfg.device)
+            start = time.perf_counter()
+            steps[m]()
+            _sync(cfg.device)
+            times[m].append(time.perf_counter() - start)
+            logger.info("round %d %s %.3fs", r, m, times[m][-1])
+    return times
+
+
+def _peak_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def memory_of(method: str, cfg: BenchConfig, steps: int = 2) -> dict[str, int]:
+    """Peak memory of ``method`` (to be called in a fresh process): after the model, after training."""
+    build_model(cfg)  # same allocation pattern as the step closure's model, then freed
+    baseline = _peak_bytes(cfg.device)
+    step = build_step(method, cfg)
+    for _ in range(steps):
+        step()
+    peak = _peak_bytes(cfg.device)
+    return {"baseline_bytes": baseline, "peak_bytes": peak, "training_bytes": peak - baseline}
+
+
+def measure_memory_in_subprocesses(cfg: BenchConfig, methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, int]]:
+    out = {}
+    for method in methods:
+        args = [sys.executable, "-m", "losia_cl.bench", "--memory-child", method, "--config", json.dumps(asdict(cfg))]
+        result = subprocess.run(args, capture_output=True, text=True, check=True)
+        out[method] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def format_table(times: dict[str, list[float]], memory: dict[str, dict[str, int]] | None) -> str:
+    base = statistics.median(times["full"]) if "full" in times else None
+    lines = ["| method | median step (s) | vs full FT | peak memory (MiB) | training memory (MiB) |",
+             "|---|---|---|---|---|"]
+    for m, ts in times.items():
+        med = statistics.median(ts)
+        ratio = f"{med / base:.3f}" if base else "-"
+        mem = memory.get(m) if memory else None
+        peak = f"{mem['peak_bytes'] / 2**20:.0f}" if mem else "-"
+        extra = f"{mem['training_bytes'] / 2**20:.0f}" if mem else "-"
+        lines.append(f"| {m} | {med:.3f} | {ratio} | {peak} | {extra} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="losia-cl bench", description=__doc__.split("\n\n")[0])
+    defaults = BenchConfig()
+    for name, value in asdict(defaults).items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        cfg = BenchConfig(**json.loads(args.config))
+        sys.stdout.write(json.dumps(memory_of(args.memory_child, cfg)) + "\n")
+        return 0
+    cfg = BenchConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    times = time_methods(cfg, methods)
+    memory = None if args.no_memory else measure_memory_in_subprocesses(cfg, methods)
+    sys.stdout.write(f"{cfg}\ntorch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    sys.stdout.write(format_table(times, memory) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

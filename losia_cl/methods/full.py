@@ -1,0 +1,52 @@
+"""Full fine-tuning: AdamW on every weight (the forgetting baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from losia_cl.methods.base import METHODS, TaskContext
+from losia_cl.methods.schedule import envelope_scheduler
+from losia_cl.methods.weights import block_linear_weights
+
+
+@METHODS.register("full")
+@dataclass
+class FullFineTuning:
+    """AdamW on all parameters, under the shared warm-up + cosine envelope."""
+
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    min_lr_ratio: float = 0.1
+    name: str = "full"
+
+    def prepare(self, model: nn.Module, ctx: TaskContext) -> nn.Module:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+    def build_optimizer(self, model: nn.Module, ctx: TaskContext):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=1e-6)
+        return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
+
+    def new_subnets(self, optimizer, initial: bool = False):
+        return None
+
+    def subnet_layout(self, optimizer) -> dict:
+        return {}
+
+    def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:
+        return model
+
+    def target_weights(self, model: nn.Module):
+        return block_linear_weights(model)
+
+    def trainable_parameters(self, model: nn.Module, optimizer) -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self)

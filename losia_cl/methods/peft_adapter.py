@@ -1,0 +1,93 @@
+"""Shared machinery of the peft-based methods (LoRA, DoRA, PiSSA)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from losia_cl.methods.base import TaskContext
+from losia_cl.methods.schedule import envelope_scheduler
+from losia_cl.methods.weights import block_linear_weights
+from losia_cl.optim.targets import find_targets, subnet_size
+
+logger = logging.getLogger(__name__)
+
+
+def matched_rank(model: nn.Module, rank_factor: float) -> int:
+    """LoRA rank whose parameter count is closest to LoSiA's subnets at ``rank_factor``.
+
+    ``r = round(Σ |R||C| / Σ (d_out + d_in))`` over the decoder blocks' linear layers, at least 1.
+    """
+    targets = find_targets(model, rank_factor)
+    subnet = sum(subnet_size(t.shape[0], rank_factor) * subnet_size(t.shape[1], rank_factor) for t in targets)
+    per_rank = sum(t.shape[0] + t.shape[1] for t in targets)
+    return max(1, round(subnet / per_rank))
+
+
+@dataclass
+class PeftAdapterMethod:
+    """An adapter method through ``peft``.
+
+    ``rank=None`` matches LoSiA's trainable-parameter count at ``match_rank_factor``.
+    ``alpha=None`` uses 2·rank.  ``per_task=False`` (TRACE's baseline) trains one adapter across
+    the whole stream; ``per_task=True`` merges it into the base after every task and starts a fresh one.
+    """
+
+    lr: float = 1e-3
+    rank: int | None = None
+    alpha: float | None = None
+    dropout: float = 0.0
+    per_task: bool = False
+    match_rank_factor: float = 1 / 8
+    warmup_ratio: float = 0.0
+    min_lr_ratio: float = 0.1
+    name: str = "lora"
+
+    def _lora_config_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def resolved_rank(self, model: nn.Module) -> int:
+        return self.rank if self.rank is not None else matched_rank(model, self.match_rank_factor)
+
+    def prepare(self, model: nn.Module, ctx: TaskContext) -> nn.Module:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if isinstance(model, PeftModel):
+            return model
+        rank = self.resolved_rank(model)
+        targets = [t.name for t in find_targets(model, self.match_rank_factor)]
+        config = LoraConfig(
+            r=rank, lora_alpha=self.alpha if self.alpha is not None else 2 * rank, lora_dropout=self.dropout,
+            target_modules=targets, bias="none", **self._lora_config_kwargs(),
+        )
+        logger.info("%s: rank %d on %d matrices", self.name, rank, len(targets))
+        return get_peft_model(model, config)
+
+    def build_optimizer(self, model: nn.Module, ctx: TaskContext):
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, eps=1e-6, weight_decay=0.0)
+        return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
+
+    def new_subnets(self, optimizer, initial: bool = False):
+        return None
+
+    def subnet_layout(self, optimizer) -> dict:
+        return {}
+
+    def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:
+        if self.per_task or ctx.task_index == ctx.num_tasks - 1:
+            return model.merge_and_unload() if self.per_task else model
+        return model
+
+    def target_weights(self, model: nn.Module):
+        return block_linear_weights(model)
+
+    def trainable_parameters(self, model: nn.Module, optimizer) -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self)
