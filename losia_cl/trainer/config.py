@@ -1,0 +1,105 @@
+"""Configuration of a continual-learning run: one documented, validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from losia_cl.errors import ConfigError
+
+
+def _opt(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
+    if default is MISSING:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class RunConfig:
+    """What ``losia-cl run`` does; every field has one line of help (the CLI's) in its metadata."""
+
+    stream: str = _opt("Stream name (demo, trace) or path to a TOML manifest.", "demo")
+    data_dir: str | None = _opt("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
+    tasks: tuple[str, ...] | None = _opt("Subset and order of the stream's tasks (default: all).", None)
+    methods: tuple[str, ...] = _opt("Methods to compare, run one after the other.", ("losia", "lora", "full"))
+    model: str = _opt("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
+    out: str | None = _opt("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
+    seed: int = _opt("Seed of data order, initialisation and subnets.", 0)
+    epochs: int = _opt("Epochs over each task's training examples.", 1)
+    max_steps: int | None = _opt("Cap on optimizer steps per task (default: no cap).", None)
+    batch_size: int = _opt("Training examples per micro-batch.", 8)
+    grad_accum: int = _opt("Micro-batches per optimizer step.", 1)
+    max_grad_norm: float | None = _opt("Gradient-norm clipping (None/0: off).", 1.0)
+    max_length: int = _opt("Token budget of prompt + answer (the prompt's start is cut first).", 256)
+    max_train_examples: int | None = _opt("Training examples per task (default: all).", None)
+    max_test_examples: int | None = _opt("Test examples per task (default: all).", None)
+    eval_batch_size: int = _opt("Prompts per generation batch.", 32)
+    checkpoint_every: int = _opt("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
+    lr: dict[str, float] = _opt("Learning rate per method, overriding its default.", None, )
+    method_options: dict[str, dict[str, Any]] = _opt("Extra options per method (see each method's class).", None)
+    chat_template: bool = _opt("Wrap prompts in the tokenizer's chat template.", False)
+    dtype: str = _opt("Weight dtype: float32 or bfloat16.", "float32")
+    device: str = _opt("cpu, cuda, cuda:N or auto.", "auto")
+    resume: bool = _opt("Continue an interrupted run in --out from its last checkpoint.", False)
+    progress: bool = _opt("Show progress bars.", True)
+    report: bool = _opt("Write the HTML report at the end.", True)
+
+    def __post_init__(self) -> None:
+        self.lr = dict(self.lr or {})
+        self.method_options = {k: dict(v) for k, v in (self.method_options or {}).items()}
+        if isinstance(self.methods, str):
+            self.methods = tuple(m.strip() for m in self.methods.split(",") if m.strip())
+        self.methods = tuple(self.methods)
+        if isinstance(self.tasks, str):
+            self.tasks = tuple(t.strip() for t in self.tasks.split(",") if t.strip())
+        self.validate()
+
+    def validate(self) -> None:
+        from losia_cl.methods import METHODS
+
+        if not self.methods:
+            raise ConfigError("methods: give at least one method")
+        for name in self.methods:
+            METHODS.get(name)  # UnknownNameError lists the known methods
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods: {list(self.methods)} names a method twice")
+        for name in self.lr:
+            if name not in self.methods:
+                raise ConfigError(f"lr: {name!r} is not one of the methods run ({', '.join(self.methods)})")
+        for key in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
+        for key in ("max_steps", "max_train_examples", "max_test_examples"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every = {self.checkpoint_every!r} is invalid: it must be an integer >= 0")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be >= 0")
+        for name, value in self.lr.items():
+            if not value > 0:
+                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
+
+    @property
+    def out_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        stream = Path(self.stream).stem if self.stream.endswith(".toml") else self.stream
+        model = Path(self.model).name or "model"
+        return Path("runs") / f"{stream}-{model}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["methods"] = list(self.methods)
+        out["tasks"] = list(self.tasks) if self.tasks else None
+        out["out"] = str(self.out_dir)
+        return out
+
+    @staticmethod
+    def field_help() -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in fields(RunConfig)}

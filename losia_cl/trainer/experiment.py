@@ -1,0 +1,151 @@
+"""A whole run: load the stream, score the base model once, run every method, write run.json."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from losia_cl.errors import DataError
+from losia_cl.streams import Stream, load_stream, stream_options
+from losia_cl.trainer.config import RunConfig
+from losia_cl.trainer.files import atomic_write_json
+from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = "losia_cl.run/1"
+BASE_SCORES = "base_scores.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_run_stream(config: RunConfig) -> Stream:
+    """The stream with the run's task subset and example limits applied (validated before any model loads)."""
+    options: dict[str, Any] = {}
+    accepted = set(stream_options(config.stream)) if not config.stream.endswith(".toml") else set()
+    for key in ("data_dir", "tasks", "max_train_examples", "max_test_examples"):
+        value = getattr(config, key)
+        if value is not None and key in accepted:
+            options[key] = list(value) if key == "tasks" else value
+    if "seed" in accepted:
+        options["seed"] = config.seed
+    stream = load_stream(config.stream, **options)
+    if config.tasks and "tasks" not in accepted:
+        stream = Stream(name=stream.name, tasks=tuple(stream.task(t) for t in config.tasks),
+                        description=stream.description)
+    if (config.max_train_examples and "max_train_examples" not in accepted) or (
+        config.max_test_examples and "max_test_examples" not in accepted
+    ):
+        from dataclasses import replace
+
+        stream = Stream(
+            name=stream.name,
+            tasks=tuple(
+                replace(t, train=t.train[: config.max_train_examples or None], test=t.test[: config.max_test_examples or None])
+                for t in stream
+            ),
+            description=stream.description,
+        )
+    return stream
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("losia-cl", "torch", "transformers", "peft", "datasets", "numpy", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    results: dict[str, dict[str, Any]]
+
+
+def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
+    """Run every method of ``config`` on its stream; results under ``config.out_dir``."""
+    from losia_cl.models import load_model
+
+    stream = load_run_stream(config)
+    out = config.out_dir
+    run_file = out / "run.json"
+    if run_file.exists() and not config.resume:
+        raise DataError(f"{run_file} exists: pass --resume to continue that run, or choose another --out")
+    if config.resume and not run_file.exists():
+        logger.warning("--resume: %s has no run.json, starting a new run", out)
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+    run_info = {
+        "format": RUN_FORMAT,
+        "command": command or [],
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "stream": stream.name,
+        "tasks": stream.task_names,
+        "task_metrics": {t.name: t.metric for t in stream},
+        "model": config.model,
+        "methods": list(config.methods),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": None,
+    }
+    if config.resume and run_file.exists():
+        run_info["started_at"] = json.loads(run_file.read_text()).get("started_at", run_info["started_at"])
+    atomic_write_json(run_file, run_info)
+
+    def loader():
+        torch.manual_seed(config.seed)
+        return load_model(config.model, dtype=dtype, device=device)
+
+    base_scores = _base_scores(config, stream, loader, device)
+    results: dict[str, dict[str, Any]] = {}
+    for name in config.methods:
+        done = out / name / "results.json"
+        if config.resume and done.exists():
+            logger.info("%s: already finished, kept", name)
+            results[name] = json.loads(done.read_text())
+            continue
+        results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
+    run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(run_file, run_info)
+    return RunOutcome(out, results)
+
+
+def _base_scores(config: RunConfig, stream: Stream, loader, device: torch.device) -> list[float]:
+    """Row 0 of every method's score matrix, computed once per run and cached in the run directory."""
+    path = config.out_dir / BASE_SCORES
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached.get("tasks") == stream.task_names:
+            return cached["scores"]
+    model, tokenizer = loader()
+    scores = evaluate_stage(model, tokenizer, stream, config, device, config.out_dir / "base", 0)
+    atomic_write_json(path, {"tasks": stream.task_names, "scores": scores})
+    del model
+    return scores

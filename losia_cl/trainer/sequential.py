@@ -1,0 +1,277 @@
+"""The sequential trainer: one method through every task of a stream, scoring every task after each.
+
+For each task in order: prepare the model → train for the task's budget (progress bar,
+checkpoints) → after-task hook → evaluate **every** task (greedy generation) → record subnet
+overlap and weight stability.  Row 0 of the score matrix (the base model) is given by the caller,
+so it is computed once for all methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from losia_cl.methods import Method, TaskContext, create_method
+from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
+from losia_cl.streams.types import Stream, Task
+from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
+from losia_cl.trainer.config import RunConfig
+from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
+from losia_cl.trainer.files import atomic_write_json, atomic_write_text
+from losia_cl.trainer.loss import answer_loss
+from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FORMAT = "losia_cl.results/1"
+
+
+@dataclass
+class Progress:
+    """The JSON-able partial results of a method (what a checkpoint carries besides tensors)."""
+
+    scores: list[list[float]]
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    trainable_parameters: int = 0
+    overlap: dict[str, Any] | None = None
+    stability: dict[str, Any] | None = None
+
+
+def method_options(config: RunConfig, name: str) -> dict[str, Any]:
+    options = dict(config.method_options.get(name, {}))
+    if name in config.lr:
+        options["lr"] = config.lr[name]
+    return options
+
+
+def task_batches(num_examples: int, config: RunConfig, task_index: int) -> list[list[list[int]]]:
+    """Example indices of every micro-batch of every optimizer step of a task (deterministic in the seed)."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + task_index)
+    micro: list[list[int]] = []
+    for _ in range(config.epochs):
+        order = torch.randperm(num_examples, generator=generator).tolist()
+        micro.extend(order[i:i + config.batch_size] for i in range(0, num_examples, config.batch_size))
+    steps = [micro[i:i + config.grad_accum] for i in range(0, len(micro), config.grad_accum)]
+    return steps[: config.max_steps] if config.max_steps else steps
+
+
+def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> None:
+    import json
+
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evaluation.predictions)
+    atomic_write_text(folder / "predictions" / f"stage{stage}-{evaluation.task}.jsonl", lines)
+
+
+def evaluate_stage(
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
+) -> list[float]:
+    """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
+    row = []
+    for task in stream:
+        evaluation = evaluate_task(
+            model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
+            chat_template=config.chat_template, device=device,
+        )
+        write_predictions(folder, stage, evaluation)
+        row.append(evaluation.score)
+        logger.info("stage %d %s: %.4f", stage, task.name, evaluation.score)
+    return row
+
+
+def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
+    header = ",".join(["after", *tasks])
+    rows = [",".join([label, *(f"{v:.6f}" for v in row)]) for label, row in zip(["base", *tasks], scores)]
+    return "\n".join([header, *rows]) + "\n"
+
+
+class SequentialTrainer:
+    """Runs one method through a stream, writing ``<out>/<method>/`` (see ``docs/results.md``)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        stream: Stream,
+        method_name: str,
+        load_model: Callable[[], tuple[nn.Module, Any]],
+        device: torch.device,
+        base_scores: list[float],
+    ) -> None:
+        self.config = config
+        self.stream = stream
+        self.method_name = method_name
+        self.method: Method = create_method(method_name, **method_options(config, method_name))
+        self.load_model = load_model
+        self.device = device
+        self.base_scores = base_scores
+        self.folder = config.out_dir / method_name
+
+    # ------------------------------------------------------------------ helpers
+    def _context(self, index: int, num_steps: int) -> TaskContext:
+        return TaskContext(index, len(self.stream), num_steps, self.config.seed)
+
+    def _train_features(self, tokenizer: Any, task: Task) -> list[dict[str, Any]]:
+        return encode_examples(
+            tokenizer, task.train, max_length=self.config.max_length, chat_template=self.config.chat_template
+        )
+
+    def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
+        Checkpoint(
+            task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
+            scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
+            progress=asdict(progress),
+        ).save(self.folder)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict[str, Any]:
+        from losia_cl.metrics import StabilityTracker, SubnetOverlapTracker
+
+        config = self.config
+        self.folder.mkdir(parents=True, exist_ok=True)
+        checkpoint = Checkpoint.load(self.folder) if config.resume else None
+        reset_peak_memory(self.device)
+        model, tokenizer = self.load_model()
+        total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        if checkpoint is not None:
+            progress = Progress(**checkpoint.progress)
+            logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
+        else:
+            progress = Progress(scores=[list(self.base_scores)])
+        base_weights = {name: w.detach().clone() for name, (_, w) in self.method.target_weights(model).items()}
+        stability = (
+            StabilityTracker.from_dict(progress.stability) if progress.stability else StabilityTracker(base=base_weights)
+        )
+        overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
+        pad = pad_token_id(tokenizer)
+
+        for index, task in enumerate(self.stream):
+            if checkpoint is not None and index < checkpoint.task_index:
+                continue
+            batches = task_batches(len(task.train), config, index)
+            ctx = self._context(index, len(batches))
+            model = self.method.prepare(model, ctx)
+            optimizer, scheduler = self.method.build_optimizer(model, ctx)
+            layout = self.method.subnet_layout(optimizer)
+            overlap.start_task(task.name)
+            start = 0
+            if checkpoint is not None and index == checkpoint.task_index:
+                model.load_state_dict(checkpoint.model)
+                optimizer.load_state_dict(checkpoint.optimizer)
+                if scheduler is not None and checkpoint.scheduler is not None:
+                    scheduler.load_state_dict(checkpoint.scheduler)
+                set_rng_state(checkpoint.rng)
+                start, checkpoint = checkpoint.step, None
+            else:
+                self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer, initial=True))
+            progress.trainable_parameters = self.method.trainable_parameters(model, optimizer)
+            progress.steps[task.name] = len(batches)
+            if start < len(batches):
+                self._train_task(index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap,
+                                 layout, progress)
+            model = self.method.after_task(model, optimizer, ctx)
+            del optimizer, scheduler
+            started = time.perf_counter()
+            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1))
+            progress.eval_seconds += time.perf_counter() - started
+            weights = {name: w for name, (_, w) in self.method.target_weights(model).items()}
+            stability.measure(f"after {task.name}", weights, base=base_weights)
+            progress.stability = stability.to_dict()
+            progress.overlap = overlap.to_dict() if layout else None
+        return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
+
+    def _record_subnets(self, overlap, task: str, layout: dict, subnets: dict | None) -> None:
+        if not subnets:
+            return
+        overlap.record(task, subnets, shapes={n: layout[n][0] for n in subnets},
+                       layers={n: layout[n][1] for n in subnets})
+
+    def _train_task(self, index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap, layout,
+                    progress: Progress) -> None:
+        from tqdm.auto import tqdm
+
+        config = self.config
+        features = self._train_features(tokenizer, task)
+        losses = progress.losses.setdefault(task.name, [])
+        model.train()
+        bar = tqdm(total=len(batches), initial=start, disable=not config.progress, leave=False,
+                   desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}", unit="step")
+        started = time.perf_counter()
+        try:
+            for step in range(start, len(batches)):
+                step_loss = 0.0
+                for micro in batches[step]:
+                    batch = collate_for_training([features[i] for i in micro], pad_token_id=pad)
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    loss = answer_loss(model, batch) / len(batches[step])
+                    loss.backward()
+                    step_loss += loss.item()
+                if config.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
+                losses.append(step_loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.3f}")
+                done = step + 1
+                if done == len(batches) or (config.checkpoint_every and done % config.checkpoint_every == 0):
+                    progress.train_seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+                    progress.overlap = overlap.to_dict() if layout else None
+                    self._checkpoint(index, done, model, optimizer, scheduler, progress)
+        finally:
+            bar.close()
+
+    def _finish(self, progress: Progress, overlap, stability, total_parameters: int) -> dict[str, Any]:
+        from losia_cl.metrics import cl_metrics
+
+        tasks = self.stream.task_names
+        progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+        results = {
+            "format": RESULTS_FORMAT,
+            "method": self.method_name,
+            "method_options": self.method.options(),
+            "tasks": tasks,
+            "task_metrics": {t.name: t.metric for t in self.stream},
+            "scores": progress.scores,
+            "metrics": cl_metrics(progress.scores).to_dict(),
+            "subnet_overlap": overlap.summary() if overlap is not None else None,
+            "stability": stability.summary(),
+            "trainable_parameters": progress.trainable_parameters,
+            "total_parameters": total_parameters,
+            "train_seconds": progress.train_seconds,
+            "eval_seconds": progress.eval_seconds,
+            "peak_memory_bytes": progress.peak_memory_bytes,
+            "seed": self.config.seed,
+            "steps": progress.steps,
+            "losses": progress.losses,
+        }
+        atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
+        atomic_write_json(self.folder / "results.json", results)
+        (self.folder / "checkpoint.pt").unlink(missing_ok=True)
+        return results
+
+
+def steps_per_task(stream: Stream, config: RunConfig) -> dict[str, int]:
+    """Optimizer steps each task will take under ``config``."""
+    per_step = config.batch_size * config.grad_accum
+    out = {}
+    for task in stream:
+        steps = math.ceil(len(task.train) / config.batch_size) * config.epochs
+        steps = math.ceil(steps / config.grad_accum) if per_step else steps
+        out[task.name] = min(steps, config.max_steps) if config.max_steps else steps
+    return out

@@ -1,0 +1,26 @@
+"""The comparison table printed at the end of ``losia-cl run``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}" if isinstance(value, float) and value < 0 else (
+        f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    )
+
+
+def comparison_table(results: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table: AP, BWT, FWT, forgetting, learning accuracy, trainable parameters, time, memory."""
+    header = ["method", "AP", "BWT", "FWT", "forgetting", "LA", "trainable params", "train s", "eval s", "peak MiB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in results.items():
+        m = r["metrics"]
+        row = [
+            name, _fmt(m["average_performance"]), _fmt(m["bwt"]), _fmt(m["fwt"]), _fmt(m["forgetting"]),
+            _fmt(m["learning_accuracy"]), f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.0f}",
+            f"{r['eval_seconds']:.0f}", f"{r['peak_memory_bytes'] / 2**20:.0f}",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
