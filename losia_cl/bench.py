@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import statistics
 import subprocess
 import sys
@@ -107,20 +106,28 @@ def time_methods(cfg: BenchConfig, methods: tuple[str, ...] = METHODS) -> dict[s
     return times
 
 
-def _peak_bytes(device: str) -> int:
+def _current_bytes(device: str) -> int:
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+        return torch.cuda.memory_allocated()
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def memory_of(method: str, cfg: BenchConfig, steps: int = 2) -> dict[str, int]:
-    """Peak memory of ``method`` (to be called in a fresh process): after the model, after training."""
-    build_model(cfg)  # same allocation pattern as the step closure's model, then freed
-    baseline = _peak_bytes(cfg.device)
+    """Peak memory of ``method`` (called in a fresh process): the model and optimizer are built,
+    the peak is reset, then ``steps`` training steps run; ``training_bytes`` is the peak minus
+    the memory in use before the first step (activations, gradients, optimizer state)."""
+    from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+
     step = build_step(method, cfg)
+    device = torch.device(cfg.device)
+    baseline = _current_bytes(cfg.device)
+    reset_peak_memory(device)
     for _ in range(steps):
         step()
-    peak = _peak_bytes(cfg.device)
+    peak = peak_memory_bytes(device)
     return {"baseline_bytes": baseline, "peak_bytes": peak, "training_bytes": peak - baseline}
 
 
