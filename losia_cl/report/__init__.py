@@ -1,0 +1,46 @@
+"""Forgetting-analysis reports of finished runs (issue 7).
+
+* :func:`build_report` — one run (or several seeds of one setup): a
+  self-contained HTML page, a Markdown summary and every figure as PNG + SVG;
+* :func:`compare_runs` — several runs side by side;
+* :func:`add_cli` — registers the ``report`` and ``compare`` sub-commands.
+
+The report reads only files (``run.json``, ``<method>/results.json``) and
+depends only on :mod:`losia_cl.metrics`; importing this package imports
+neither matplotlib nor torch (they load when a report is built).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "ReportFiles": ".build",
+    "build_report": ".build",
+    "compare_runs": ".build",
+    "add_cli": ".cli",
+    "load_run": ".loading",
+    "RunData": ".loading",
+    "MethodResult": ".loading",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import ReportFiles, build_report, compare_runs
+    from .cli import add_cli
+    from .loading import MethodResult, RunData, load_run
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,62 @@
+"""The "how to read this" section: every formula the report uses, in plain text."""
+
+from __future__ import annotations
+
+__all__ = ["SCORE_FORMULAS", "STAT_FORMULAS", "OVERLAP_FORMULAS", "STABILITY_FORMULAS", "INTRO"]
+
+INTRO = (
+    "S is the score matrix of a method: row 0 holds the base model's scores before any training, row i the scores "
+    "on every task j after training tasks 1..i in order; S[i, j] is the score on task j after stage i, on a 0-1 "
+    "scale (each task's own scorer, e.g. accuracy or ROUGE-L). T is the number of tasks. The diagonal S[j, j] "
+    "(outlined in the heatmaps) is each task's score right after it was trained."
+)
+
+SCORE_FORMULAS = [
+    ("average performance (AP)", "AP = (1/T) Σ_{j=1..T} S[T, j]",
+     "mean score over all tasks after the last task (TRACE's overall performance, OP). Higher is better."),
+    ("backward transfer (BWT)", "BWT = 1/(T−1) Σ_{j=1..T−1} (S[T, j] − S[j, j])",
+     "how much later training changed earlier tasks; negative = forgetting (Lopez-Paz & Ranzato 2017). "
+     "Higher is better."),
+    ("forward transfer (FWT)", "FWT = 1/(T−1) Σ_{j=2..T} (S[j−1, j] − S[0, j])",
+     "how much training the earlier tasks helped a task before it was trained, against the base model. "
+     "Higher is better."),
+    ("forgetting (F)", "F = 1/(T−1) Σ_{j=1..T−1} max_{j ≤ l < T} (S[l, j] − S[T, j])",
+     "mean drop from each task's best earlier score to its final score (Chaudhry et al. 2018). Lower is better."),
+    ("learning accuracy (LA)", "LA = (1/T) Σ_{j=1..T} S[j, j]",
+     "mean score of each task right after training it (plasticity). Higher is better."),
+    ("identity", "AP = LA + (T−1)/T · BWT",
+     "average performance splits into learning and backward transfer."),
+    ("per-stage curves", "AP_i = (1/i) Σ_{j ≤ i} S[i, j]",
+     "the forgetting curves plot S[i, j] for each task j against the stage i; the dotted line marks the stage "
+     "where task j was trained."),
+    ("costs", "trainable params; train time; peak memory",
+     "parameters the method updates (share of all parameters in brackets), wall-clock training seconds over all "
+     "tasks, peak accelerator memory in bytes (GiB = 2^30 bytes). Lower is better."),
+]
+
+STAT_FORMULAS = [
+    ("mean ± 95% CI", "x̄ ± t_{0.975, n−1} · s / √n",
+     "over n seeds, s = sample standard deviation (n − 1 in the denominator), t = Student t quantile."),
+    ("Welch t-test", "t = (x̄₁ − x̄₂) / √(s₁²/n₁ + s₂²/n₂), df = (s₁²/n₁ + s₂²/n₂)² / Σ (sᵢ²/nᵢ)² / (nᵢ − 1)",
+     "two-sided test of the best method against each other one; p ≥ 0.05 is reported as not significant (†)."),
+]
+
+OVERLAP_FORMULAS = [
+    ("coverage of a task", "Cov_a = ∪_k R_k × C_k",
+     "all entries W[r, c] of a matrix trained in some sub-matrix R_k × C_k during task a (LoSiA re-localizes "
+     "several times per task)."),
+    ("coverage Jaccard", "J(a, b) = |Cov_a ∩ Cov_b| / |Cov_a ∪ Cov_b|",
+     "how much two tasks trained the same weights; averaged over the matrices (heatmap)."),
+    ("chance level", "E|∩| = |Cov_a|·|Cov_b| / (d_out·d_in);  J_chance = E|∩| / (|Cov_a| + |Cov_b| − E|∩|)",
+     "the Jaccard expected if one task's rows and columns were relabelled at random (same block sizes)."),
+    ("ratio to chance", "J(a, b) / J_chance(a, b)",
+     "printed as ×r under each heatmap cell; above 1 means the tasks reuse the same subnet more than chance."),
+    ("per-layer profile", "mean over task pairs a < b and over the layer's matrices",
+     "mean coverage Jaccard per layer (solid), its chance level (dashed), and the ratio to chance."),
+    ("cumulative coverage", "Cum_t = |∪_{a ≤ t} Cov_a| / (d_out·d_in)",
+     "fraction of a matrix's entries trained by tasks 1..t, averaged over the matrices."),
+    ("chance cumulative coverage", "1 − Π_{a ≤ t} (1 − |Cov_a| / (d_out·d_in))",
+     "the same if each task's subnet were placed at random, independently (dashed)."),
+]
+
+STABILITY_FORMULAS: list[tuple[str, str, str]] = []

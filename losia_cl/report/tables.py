@@ -1,0 +1,186 @@
+"""Table models of the report (rendered by :mod:`.html` and :mod:`.markdown`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .aggregate import MethodRuns
+from .formatting import fmt_p, fmt_score, fmt_stat
+from .stats import ALPHA, CONFIDENCE, Stat, welch_p
+
+__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "COST_COLUMNS", "Cell", "Table", "comparison_table", "score_table"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the comparison table: ``key`` into :meth:`MethodResult.metric`."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    kind: str  # score | count | seconds | bytes
+    description: str
+
+
+CL_COLUMNS = (
+    Column("average_performance", "AP", True, "score", "average performance after the last task"),
+    Column("bwt", "BWT", True, "score", "backward transfer"),
+    Column("fwt", "FWT", True, "score", "forward transfer"),
+    Column("forgetting", "Forgetting", False, "score", "average forgetting"),
+    Column("learning_accuracy", "LA", True, "score", "learning accuracy (mean of the diagonal)"),
+)
+COST_COLUMNS = (
+    Column("trainable_parameters", "Trainable params", False, "count", "parameters the method trains"),
+    Column("train_seconds", "Train time", False, "seconds", "wall-clock training time over all tasks"),
+    Column("peak_memory_bytes", "Peak memory", False, "bytes", "peak accelerator (or host) memory"),
+)
+COLUMNS = CL_COLUMNS + COST_COLUMNS
+
+#: marker of a cell not significantly different from its column's best.
+NS_MARK = "†"
+
+
+@dataclass
+class Cell:
+    """One table cell: the text, and whether it is the column's best or not significantly different from it."""
+
+    text: str
+    best: bool = False
+    not_significant: bool = False
+    title: str = ""
+    css: str = ""
+
+
+@dataclass
+class Table:
+    """A rectangular table with an optional row of column groups above the header."""
+
+    caption: str
+    header: list[str]
+    rows: list[tuple[str, list[Cell]]]
+    groups: list[tuple[str, int]] = field(default_factory=list)  # (label, number of columns), after the row label
+    notes: list[str] = field(default_factory=list)
+    css: str = ""
+
+
+def _title(stat: Stat, kind: str, seeds: Sequence[int | None]) -> str:
+    if stat.n < 2:
+        return ""
+    parts = [f"seed {s}: {fmt_stat(kind, v, None)}" for s, v in zip(seeds, stat.values)]
+    return "; ".join(parts)
+
+
+def _column_cells(
+    column: Column, methods: Sequence[str], runs: Mapping[str, MethodRuns], notes: list[str], section: str
+) -> list[Cell]:
+    stats: dict[str, Stat] = {m: runs[m].stat(column.key) for m in methods if m in runs}
+    cells: list[Cell] = []
+    for m in methods:
+        if m not in runs:
+            cells.append(Cell("—", title="not finished", css="missing"))
+            continue
+        st = stats[m]
+        text = fmt_stat(column.kind, st.mean, st.half_width)
+        if column.key == "trainable_parameters" and st.mean is not None and (st.std in (None, 0.0)):
+            total = runs[m].results[0].total_parameters
+            if total:
+                text = f"{text} ({100.0 * st.mean / total:.2f}%)"
+        cells.append(Cell(text, title=_title(st, column.kind, runs[m].seeds)))
+    defined = {m: s for m, s in stats.items() if s.mean is not None}
+    if not defined:
+        return cells
+    pick = max if column.higher_is_better else min
+    best_value = pick(s.mean for s in defined.values())  # type: ignore[type-var]
+    best = [m for m, s in defined.items() if s.mean == best_value]
+    for m, cell in zip(methods, cells):
+        if m in best:
+            cell.best = True
+    ref = defined[best[0]]
+    prefix = f"{section}: " if section else ""
+    for m, cell in zip(methods, cells):
+        if m not in defined or m in best:
+            continue
+        other = defined[m]
+        if ref.n < 2 or other.n < 2:
+            if ref.n >= 2 or other.n >= 2:
+                notes.append(
+                    f"{prefix}{column.label}: {best[0]} vs {m} cannot be tested (fewer than 2 seeds for one of them)"
+                )
+            continue
+        p = welch_p(ref, other)
+        if p is None:
+            continue
+        if p >= ALPHA:
+            cell.not_significant = True
+            notes.append(
+                f"{prefix}{column.label}: the difference between the best, {best[0]}, and {m} is not significant "
+                f"(Welch t-test p = {fmt_p(p)} ≥ {ALPHA}, n = {ref.n} vs {other.n})"
+            )
+    return cells
+
+
+def comparison_table(
+    sections: Sequence[tuple[str, Mapping[str, MethodRuns]]],
+    columns: Sequence[Column] = COLUMNS,
+    caption: str = "Comparison of methods",
+) -> Table:
+    """Rows: methods (union, in order of first appearance); one column group per section.
+
+    Best values per column and section are marked (higher is better for
+    AP/BWT/FWT/LA, lower for forgetting, parameters, time and memory).  With
+    several seeds a cell reads ``mean ± half width`` of the 95 % t-interval, and
+    cells whose difference to the best is not significant by Welch's t-test at
+    :data:`ALPHA` are marked and explained in :attr:`Table.notes`.
+    """
+    methods: list[str] = []
+    for _, runs in sections:
+        methods.extend(m for m in runs if m not in methods)
+    notes: list[str] = []
+    per_method: dict[str, list[Cell]] = {m: [] for m in methods}
+    header = ["Method"]
+    groups: list[tuple[str, int]] = []
+    for label, runs in sections:
+        for column in columns:
+            cells = _column_cells(column, methods, runs, notes, label)
+            for m, cell in zip(methods, cells):
+                per_method[m].append(cell)
+            header.append(column.label)
+        groups.append((label, len(columns)))
+    max_n = max((r.n for _, runs in sections for r in runs.values()), default=1)
+    if max_n > 1:
+        notes.insert(
+            0,
+            f"Cells read mean ± half width of the {CONFIDENCE:.0%} confidence interval over seeds "
+            "(Student t); bold = best mean in the column; "
+            f"{NS_MARK} = not significantly different from the best (Welch t-test, α = {ALPHA}).",
+        )
+        counts = sorted({r.n for _, runs in sections for r in runs.values()})
+        if len(counts) > 1:
+            notes.insert(1, "Methods were finished by different numbers of seeds: " + ", ".join(
+                f"{m} n = {runs[m].n}" for _, runs in sections for m in runs))
+    else:
+        notes.insert(0, "Bold = best value in the column (higher is better for AP, BWT, FWT and LA; "
+                        "lower for forgetting, trainable parameters, time and memory).")
+    if len(sections) == 1 and not sections[0][0]:
+        groups = []
+    return Table(caption=caption, header=header, rows=[(m, per_method[m]) for m in methods],
+                 groups=groups, notes=notes, css="comparison")
+
+
+def score_table(runs: MethodRuns) -> Table:
+    """The method's score matrix as a table: rows base/after task i, columns tasks (diagonal marked)."""
+    tasks = runs.tasks
+    cells = runs.score_stats()
+    rows: list[tuple[str, list[Cell]]] = []
+    for i, row in enumerate(cells):
+        label = "base" if i == 0 else f"after {tasks[i - 1]}"
+        out = []
+        for j, st in enumerate(row):
+            text = fmt_score(st.mean) if st.half_width is None else f"{fmt_score(st.mean)} ± {fmt_score(st.half_width)}"
+            out.append(Cell(text, title=_title(st, "score", runs.seeds), css="diag" if i == j + 1 else ""))
+        rows.append((label, out))
+    caption = f"Score matrix of {runs.method}"
+    if runs.n > 1:
+        caption += f" (mean ± 95% CI over {runs.n} seeds)"
+    return Table(caption=caption, header=["after \\ task", *tasks], rows=rows, css="scores")
