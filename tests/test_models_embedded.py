@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from losia_cl.models import load_model
-from losia_cl.models import embedded
+from losia_cl.models import embedded, load_model
 from losia_cl.models.cache import MARKER
 from losia_cl.models.gguf_convert import load_gguf_raw, max_logit_diff
 

@@ -28,7 +28,8 @@ _LAYER_NAMES = {
 
 def _llama_cpp_permute(weight: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's q/k row order (convert_hf_to_gguf's permute); transformers undoes it when reading."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    rows = weight.shape[0] // heads // 2
+    return weight.reshape(heads, 2, rows, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
 def write_tiny_gguf(path: Path, model, tokenizer, quantization: str = "F32") -> None:

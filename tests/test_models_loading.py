@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from losia_cl.errors import ConfigError, LosiaError
-from losia_cl.models import ModelLoadError, load_model, model_names, tiny_llama
+from losia_cl.models import BUILTIN_MODELS, ModelLoadError, load_model, model_names, tiny_llama
 from losia_cl.models import loading as loading_module
 from losia_cl.models.loading import is_hub_id
 
@@ -25,6 +25,8 @@ def test_model_names_lists_builtins_with_descriptions():
     assert list(names) == ["smollm2-135m", "tiny-llama"]
     assert "SmolLM2-135M-Instruct" in names["smollm2-135m"]
     assert all(isinstance(d, str) and d and "\n" not in d for d in names.values())
+    assert [name for name, _ in BUILTIN_MODELS.items()] == list(names)
+    assert BUILTIN_MODELS.get("Tiny-Llama").description == names["tiny-llama"]
 
 
 def test_local_directory_round_trip_same_logits_and_tokenizer(saved_tiny):
@@ -66,7 +68,9 @@ def test_unknown_name_message_lists_steps_and_builtins():
         load_model("tiny_llama", offline=True)
     message = str(info.value)
     assert "tried, in order" in message
-    assert "1. built-in names: 'tiny_llama' is not one of smollm2-135m, tiny-llama (did you mean 'tiny-llama'?)" in message
+    assert (
+        "1. built-in names: 'tiny_llama' is not one of smollm2-135m, tiny-llama (did you mean 'tiny-llama'?)"
+    ) in message
     assert "2. local path: nothing at" in message
     assert "3. hub id 'tiny_llama' from the local Hugging Face cache (offline):" in message
     assert "4. hub id 'tiny_llama' online: not tried (offline mode" in message

@@ -71,7 +71,9 @@ def test_bad_sizes_raise_config_error(kwargs, field):
         tiny_llama(**kwargs)
 
 
-@pytest.mark.parametrize("text", ["hello world", "héllo wörld 漢字 😀", "  tabs\tand\nnewlines  ", "", "123 + 4 = 127"])
+@pytest.mark.parametrize(
+    "text", ["hello world", "héllo wörld 漢字 😀", "  tabs\tand\nnewlines  ", "", "123 + 4 = 127"]
+)
 def test_byte_tokenizer_is_lossless_one_token_per_byte(text):
     tok = byte_tokenizer()
     ids = tok(text)["input_ids"]
@@ -116,3 +118,11 @@ def test_load_model_tiny_llama_dtype_and_seed_zero():
     assert _same_weights(model, reference.to(torch.bfloat16))
     assert tok.pad_token_id == model.generation_config.pad_token_id == 2
     assert load_model("TINY-LLAMA")[0].config.num_hidden_layers == 2  # names are case-insensitive
+
+
+def test_load_model_seed_reaches_tiny_llama():
+    seeded, _ = load_model("tiny-llama", seed=9)
+    reference, _ = tiny_llama(seed=9)
+    assert _same_weights(seeded, reference)
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        load_model("tiny-llama", seed="9")

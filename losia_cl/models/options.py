@@ -33,13 +33,15 @@ class LoadOptions:
     """How to load a model: the validated form of :func:`~losia_cl.models.load_model`'s keywords.
 
     ``dtype`` ``None`` means "as stored" (``dtype="auto"``); built-in models
-    are stored in float32.
+    are stored in float32.  ``seed`` only matters to randomly initialised
+    built-ins (``tiny-llama``).
     """
 
     dtype: torch.dtype | None = torch.float32
     device: torch.device = torch.device("cpu")
     cache_dir: Path = field(default_factory=resolve_cache_dir)
     offline: bool = False
+    seed: int = 0
 
     @classmethod
     def from_user(
@@ -49,19 +51,18 @@ class LoadOptions:
         device: str | torch.device = "cpu",
         cache_dir: str | os.PathLike[str] | None = None,
         offline: bool | None = None,
+        seed: int = 0,
     ) -> LoadOptions:
         """Validate user values; :class:`ConfigError` names the field and the allowed values."""
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
         return cls(
             dtype=parse_dtype(dtype),
             device=parse_device(device),
             cache_dir=resolve_cache_dir(cache_dir),
             offline=resolve_offline(offline),
+            seed=seed,
         )
-
-    @property
-    def load_dtype(self) -> torch.dtype:
-        """The dtype to materialise built-in models in (float32 for ``"auto"``)."""
-        return self.dtype if self.dtype is not None else torch.float32
 
 
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

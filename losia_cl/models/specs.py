@@ -33,19 +33,27 @@ class ModelSpec:
 
 
 def _load_tiny(options: LoadOptions) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model, tokenizer = tiny_llama()
+    model, tokenizer = tiny_llama(seed=options.seed)
     return finalize(model, tokenizer, options)
 
 
+class ModelRegistry(Registry[ModelSpec]):
+    """The built-in models; also iterable as ``(name, spec)`` pairs like a dict."""
+
+    def items(self) -> list[tuple[str, ModelSpec]]:
+        """``(name, spec)`` pairs, sorted by name."""
+        return [(name, self.get(name)) for name in self.names()]
+
+
 #: Built-in models by name.
-BUILTIN_MODELS: Registry[ModelSpec] = Registry("model")
+BUILTIN_MODELS = ModelRegistry("model")
 BUILTIN_MODELS.register(embedded.NAME, ModelSpec(embedded.NAME, embedded.DESCRIPTION, embedded.load))
 BUILTIN_MODELS.register(
     "tiny-llama",
     ModelSpec(
         "tiny-llama",
-        "random LLaMA (2 layers, hidden 64, 4 heads / 2 kv, vocab 259 byte tokenizer), seed 0; in-process, "
-        "for tests and smoke runs",
+        "random LLaMA (2 layers, hidden 64, 4 heads / 2 kv, byte tokenizer, vocab 259) built in-process "
+        "from load_model's seed; for tests and smoke runs",
         _load_tiny,
     ),
 )
