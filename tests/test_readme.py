@@ -1,0 +1,49 @@
+"""The README's promises: its two set-up commands, the CI script, the runnable API example, the config fields."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _setup_commands() -> list[str]:
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
+
+
+def test_exactly_two_setup_commands_main_job_and_tests():
+    commands = _setup_commands()
+    assert len(commands) == 2
+    assert commands[0].strip().endswith("losia-cl run") and "pip install" in commands[0]
+    assert "pytest" in commands[1] and "pip install" in commands[1] and "[test]" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert _setup_commands()[1].strip() in ci.splitlines()
+
+
+def test_python_example_runs():
+    block = re.search(r"## Python API\n\n```python\n(.*?)\n```", README, flags=re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "trainable entries" in result.stdout
+
+
+def test_every_config_field_is_documented():
+    from losia_cl import LoSiAConfig
+
+    for f in fields(LoSiAConfig):
+        assert f"| `{f.name}` |" in README, f.name
+
+
+def test_import_stays_light():
+    code = "import losia_cl, losia_cl.streams, losia_cl.metrics, sys; print('avalanche' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"]
