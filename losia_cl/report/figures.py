@@ -241,7 +241,7 @@ def overlap_jaccard_figure(
     methods = list(matrices)
     t = len(tasks)
     with _style():
-        fig = _new_figure(0.6 + (1.6 + 0.75 * t) * len(methods), 1.2 + 0.5 * t)
+        fig = _new_figure(0.6 + (1.4 + 0.6 * t) * len(methods), 1.2 + 0.45 * t)
         axes = fig.subplots(1, len(methods), squeeze=False)[0]
         image = None
         for ax, m in zip(axes, methods):
