@@ -150,3 +150,19 @@ def test_out_may_be_an_existing_folder_and_must_be_html(tmp_path: Path) -> None:
     assert files.figures == ("score_matrix_lora", "forgetting_curves", "stability")
     with pytest.raises(ConfigError, match=r"\.html"):
         build_report([run], out=tmp_path / "x.pdf")
+
+
+def test_single_task_run_without_stability(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", tasks=("only",), methods=("losia", "full"))
+    for method in ("losia", "full"):
+        path = run / method / "results.json"
+        data = json.loads(path.read_text())
+        data["stability"] = None
+        path.write_text(json.dumps(data))
+    files = build_report([run], out=tmp_path / "out" / "r.html")
+    # one task: no pair of tasks to overlap, BWT/FWT/forgetting undefined; no stability data: no stability figure
+    assert files.figures == ("score_matrix_losia", "score_matrix_full", "forgetting_curves", "overlap_coverage")
+    page = parse_page(files.html)
+    assert len(page.images) == 4
+    cells = [c for c, _ in row_of(page.table("Continual-learning metrics"), "losia")]
+    assert cells[1:4] == ["—", "—", "—"]

@@ -260,7 +260,7 @@ def _overlap_section(groups: dict[str, MethodRuns], writer: _Writer) -> Section 
         coverage[m] = (cum, cum_chance)
         layer_sets = [_layer_profile(s) for s in summaries]
         layers = sorted(set().union(*layer_sets))
-        if layers:
+        if layers and any(v is not None for ls in layer_sets for entry in ls.values() for v in entry):
             profiles[m] = {
                 k: tuple(mean_nested([[ls[k][i] if k in ls else None] for ls in layer_sets])[0] for i in range(3))
                 for k in layers
@@ -286,12 +286,15 @@ def _overlap_section(groups: dict[str, MethodRuns], writer: _Writer) -> Section 
         header=["Method", "coverage Jaccard", "chance Jaccard", "ratio to chance", "final cumulative coverage",
                 "chance cumulative coverage"],
         rows=rows, css="overlap")))
-    blocks.append(writer.figure(
-        overlap_jaccard_figure(tasks, {m: (jaccard[m], ratio[m]) for m in with_overlap}),
-        "overlap_jaccard", "Subnet overlap between tasks",
-        "Coverage Jaccard J(a, b) of the weights trained by tasks a and b, averaged over the target matrices "
-        "(diagonal = 1); below each value, ×r is the ratio to the random-chance Jaccard." + seeds_note))
-    if profiles:
+    if len(tasks) < 2:
+        blocks.append(Paragraph("With a single task there is no pair of tasks to compare: only the coverage is shown."))
+    else:
+        blocks.append(writer.figure(
+            overlap_jaccard_figure(tasks, {m: (jaccard[m], ratio[m]) for m in with_overlap}),
+            "overlap_jaccard", "Subnet overlap between tasks",
+            "Coverage Jaccard J(a, b) of the weights trained by tasks a and b, averaged over the target matrices "
+            "(diagonal = 1); below each value, ×r is the ratio to the random-chance Jaccard." + seeds_note))
+    if profiles and len(tasks) >= 2:
         blocks.append(writer.figure(
             overlap_layers_figure(profiles), "overlap_layers", "Per-layer overlap profile",
             "Left: mean coverage Jaccard over task pairs per layer (solid) and its random-chance level (dashed). "
