@@ -61,9 +61,13 @@ def describe_streams() -> list[tuple[str, str]]:
     return [(name, _STREAMS.get(name).description) for name in _STREAMS.names()]
 
 
-def stream_options(name: str) -> list[str]:
-    """The option names stream ``name`` accepts."""
-    return _option_names(_STREAMS.get(name).loader)
+def stream_options(name_or_path: str | os.PathLike[str]) -> list[str]:
+    """The option names :func:`load_stream` accepts for ``name_or_path`` (a stream name or a manifest path)."""
+    if isinstance(name_or_path, os.PathLike) or is_manifest_path(name_or_path):
+        from .manifest import load_manifest
+
+        return _option_names(load_manifest)
+    return _option_names(_STREAMS.get(name_or_path).loader)
 
 
 def is_manifest_path(name_or_path: str | os.PathLike[str]) -> bool:
