@@ -202,9 +202,10 @@ def _restore_digit_split(tokenizer: PreTrainedTokenizerBase) -> list[str]:
 
     The GGUF file names its pre-tokenizer ``smollm`` (llama.cpp: digits one
     by one, then GPT-2's split); transformers does not know that name and
-    falls back to GPT-2's split alone.  No SmolLM2 token contains an ASCII
-    digit next to anything else, so ASCII text encodes the same either way;
-    other numerals (e.g. ``١٢``) only match the original with the digit split.
+    falls back to GPT-2's split alone.  No SmolLM2 token joins an ASCII digit
+    to anything else, so most text encodes the same either way; whitespace
+    right before a digit (``"\n\n\t5"``) and non-ASCII numerals (``½``,
+    ``١٢``) only match the original with the digit split.
     """
     from tokenizers import pre_tokenizers
 
