@@ -109,10 +109,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from losia_cl.models import BUILTIN_MODELS
+    from losia_cl.models import model_names
 
-    for name, spec in BUILTIN_MODELS.items():
-        sys.stdout.write(f"{name:14s} {getattr(spec, 'description', '')}\n")
+    for name, description in model_names().items():
+        sys.stdout.write(f"{name:14s} {description}\n")
     sys.stdout.write("{:14s} {}\n".format("ID or PATH", "any Hugging Face model id or local directory"))
     return 0
 

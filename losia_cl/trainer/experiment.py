@@ -121,7 +121,7 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
 
     def loader():
         torch.manual_seed(config.seed)
-        return load_model(config.model, dtype=dtype, device=device)
+        return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
     base_scores = _base_scores(config, stream, loader, device)
     results: dict[str, dict[str, Any]] = {}
