@@ -26,6 +26,7 @@ class RunConfig:
     model: str = _opt("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
     out: str | None = _opt("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
     seed: int = _opt("Seed of data order, initialisation and subnets.", 0)
+    shuffle: bool = _opt("Shuffle each task's training examples every epoch (seeded); False: file order.", True)
     epochs: int = _opt("Epochs over each task's training examples.", 1)
     max_steps: int | None = _opt("Cap on optimizer steps per task (default: no cap).", None)
     batch_size: int = _opt("Training examples per micro-batch.", 8)
@@ -82,6 +83,8 @@ class RunConfig:
         for name, value in self.lr.items():
             if not value > 0:
                 raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
+        if not isinstance(self.shuffle, bool):
+            raise ConfigError(f"shuffle = {self.shuffle!r} is invalid: it must be true or false")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
 

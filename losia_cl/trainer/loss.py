@@ -37,6 +37,11 @@ def answer_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, l
 def answer_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     """Mean cross-entropy over the answer tokens of ``batch`` (``input_ids``, ``attention_mask``, ``labels``)."""
     logits, targets = answer_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return answer_cross_entropy(logits, targets)
+
+
+def answer_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of answer-position ``logits`` [N, vocab] against ``targets`` [N] (0 when N = 0)."""
     if targets.numel() == 0:
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), targets)
@@ -46,4 +51,4 @@ def count_answer_tokens(batch: dict[str, Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
-__all__ = ["answer_logits", "answer_loss", "count_answer_tokens", "IGNORE_INDEX", "torch"]
+__all__ = ["answer_cross_entropy", "answer_logits", "answer_loss", "count_answer_tokens", "IGNORE_INDEX", "torch"]

@@ -57,11 +57,15 @@ def method_options(config: RunConfig, name: str) -> dict[str, Any]:
 
 
 def task_batches(num_examples: int, config: RunConfig, task_index: int) -> list[list[list[int]]]:
-    """Example indices of every micro-batch of every optimizer step of a task (deterministic in the seed)."""
+    """Example indices of every micro-batch of every optimizer step of a task (deterministic in the seed).
+
+    With ``config.shuffle`` each epoch visits the examples in a seeded random order, else in file order.
+    The Avalanche front door (:mod:`losia_cl.avalanche`) feeds its data loader from this function too.
+    """
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + task_index)
     micro: list[list[int]] = []
     for _ in range(config.epochs):
-        order = torch.randperm(num_examples, generator=generator).tolist()
+        order = torch.randperm(num_examples, generator=generator).tolist() if config.shuffle else list(range(num_examples))
         micro.extend(order[i:i + config.batch_size] for i in range(0, num_examples, config.batch_size))
     steps = [micro[i:i + config.grad_accum] for i in range(0, len(micro), config.grad_accum)]
     return steps[: config.max_steps] if config.max_steps else steps
