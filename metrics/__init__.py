@@ -32,6 +32,9 @@ _LAZY = {
     "effective_rank": ".stability",
     "stable_rank": ".stability",
     "subspace_similarity": ".stability",
+    "spectral_drift": ".stability",
+    "merge_lora": ".stability",
+    "linear_weights": ".stability",
 }
 
 __all__ = sorted(_LAZY)
@@ -44,6 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
         StabilityConfig,
         StabilityTracker,
         effective_rank,
+        linear_weights,
+        merge_lora,
+        spectral_drift,
         spectrum,
         stable_rank,
         subspace_similarity,
