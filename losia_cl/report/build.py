@@ -214,7 +214,11 @@ def _overlap_chance_cumulative(summary: dict[str, Any]) -> list[float | None]:
     from .figures import chance_cumulative_coverage
 
     per_matrix = summary.get("per_matrix")
-    if isinstance(per_matrix, dict) and per_matrix:
+    n = len(summary["tasks"])
+    if isinstance(per_matrix, dict) and per_matrix and all(
+        isinstance(m, dict) and isinstance(m.get("coverage"), list) and len(m["coverage"]) == n
+        for m in per_matrix.values()
+    ):
         return chance_cumulative_coverage([m["coverage"] for m in per_matrix.values()])
     return chance_cumulative_coverage([summary.get("task_coverage") or [None] * len(summary["tasks"])])
 
@@ -223,7 +227,7 @@ def _layer_profile(summary: dict[str, Any]) -> dict[int, tuple[float | None, flo
     per_layer = summary.get("per_layer") or {}
     chance: dict[int, list[float]] = {}
     for stats in (summary.get("per_matrix") or {}).values():
-        if stats.get("layer") is None:
+        if not isinstance(stats, dict) or not isinstance(stats.get("layer"), int):
             continue
         value = _mean_pairs(stats.get("coverage_jaccard_chance") or [])
         if value is not None:
