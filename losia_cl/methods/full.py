@@ -18,7 +18,7 @@ from losia_cl.methods.weights import block_linear_weights
 class FullFineTuning:
     """AdamW on all parameters, under the shared warm-up + cosine envelope."""
 
-    lr: float = 5e-5
+    lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     min_lr_ratio: float = 0.1

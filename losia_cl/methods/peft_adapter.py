@@ -37,7 +37,7 @@ class PeftAdapterMethod:
     the whole stream; ``per_task=True`` merges it into the base after every task and starts a fresh one.
     """
 
-    lr: float = 1e-3
+    lr: float = 2e-3
     rank: int | None = None
     alpha: float | None = None
     dropout: float = 0.0
