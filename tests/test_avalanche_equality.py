@@ -41,6 +41,8 @@ def _json(value):
     ("losia", dict(shuffle=False, max_train_examples=32)),
     # seeded shuffle, gradient accumulation across an epoch boundary, an adapter initialised from the global RNG
     ("lora", dict(shuffle=True, max_train_examples=12, epochs=2, grad_accum=2)),
+    ("losia-pro", dict(shuffle=False, max_train_examples=16, max_steps=3)),
+    ("full", dict(shuffle=True, max_train_examples=16, max_grad_norm=0.5)),
 ])
 def test_avalanche_strategy_reproduces_losia_cl_run(tmp_path: Path, method: str, overrides: dict):
     config = RunConfig(
