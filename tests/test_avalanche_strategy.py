@@ -216,3 +216,23 @@ def test_score_matrix_needs_every_stage_and_from_config_maps_the_run_config():
     strategy.eval(benchmark.test_stream)
     with pytest.raises(DataError, match="stage 0"):
         strategy.score_matrix()
+
+
+def test_periodic_evaluations_inside_an_experience_are_not_rows_of_the_score_matrix(monkeypatch):
+    calls = []
+
+    def scripted(model, tokenizer, task, **kwargs):
+        calls.append(task.name)
+        return TaskEvaluation(task.name, 0.5, [])
+
+    monkeypatch.setattr(strategy_module, "evaluate_task", scripted)
+    model, tokenizer, benchmark = _setup(num_train=4, tasks=TASKS[:2])
+    strategy = CausalLMStrategy(model=model, tokenizer=tokenizer, train_mb_size=4, train_epochs=2, eval_every=1,
+                                evaluator=_quiet(), eval_loss=False)
+    strategy.train(benchmark.train_stream[0], eval_streams=[benchmark.test_stream])
+    assert len(calls) == 2 * 3  # before training, after epoch 1, after epoch 2 (still inside the experience)
+    assert sorted(strategy.evaluations["test"]) == [0]
+    with pytest.raises(DataError, match="stage 1"):
+        strategy.score_matrix()
+    strategy.eval(benchmark.test_stream)
+    assert strategy.score_matrix() == [[0.5, 0.5], [0.5, 0.5]]

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from losia_cl.avalanche.benchmark import collate_text_batch, experience_task
+from losia_cl.avalanche.metrics import default_lm_evaluator
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.methods import METHODS, Method, TaskContext, create_method
 from losia_cl.streams.tokenization import IGNORE_INDEX, pad_token_id
@@ -185,13 +186,11 @@ class CausalLMStrategy(SupervisedTemplate):
         generate: bool = True,
         device: str | torch.device = "cpu",
         plugins: Sequence[BasePlugin] | None = None,
-        evaluator: Any = None,
+        evaluator: Any = default_lm_evaluator,
         eval_every: int = -1,
         peval_mode: str = "epoch",
         **kwargs: Any,
     ) -> None:
-        from losia_cl.avalanche.metrics import default_lm_evaluator
-
         if isinstance(method, str):
             self.method: Method = create_method(method, **dict(method_options or {}))
         else:
@@ -207,7 +206,7 @@ class CausalLMStrategy(SupervisedTemplate):
         super().__init__(
             model=model, optimizer=_placeholder_optimizer(), criterion=AnswerTokenLoss(),
             train_mb_size=train_mb_size, train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device,
-            plugins=plugins, evaluator=default_lm_evaluator if evaluator is None else evaluator,
+            plugins=plugins, evaluator=evaluator,
             eval_every=eval_every, peval_mode=peval_mode, **kwargs,
         )
         self.tokenizer = tokenizer
@@ -235,6 +234,7 @@ class CausalLMStrategy(SupervisedTemplate):
         self.new_subnets: dict[str, tuple[Tensor, Tensor]] | None = None
         self.trainable_parameters = 0
         self._ctx: TaskContext | None = None
+        self._in_experience = False  # between an experience's optimizer and its after_task
         self._task_name = ""
         self._group_sizes: list[int] = []
         self._steps_done = 0
@@ -357,6 +357,7 @@ class CausalLMStrategy(SupervisedTemplate):
         self.steps[self._task_name] = len(self._group_sizes)
         self._steps_done = self._micro_in_step = 0
         self._step_loss = 0.0
+        self._in_experience = True
 
     def train(self, experiences, eval_streams=None, **kwargs):
         check_plugins(self.plugins, self.method)
@@ -434,6 +435,7 @@ class CausalLMStrategy(SupervisedTemplate):
         self.model = self.method.after_task(self.model, self.optimizer, self._ctx).to(self.device)
         self.optimizer, self.scheduler = _placeholder_optimizer(), None
         self.trained_experiences += 1
+        self._in_experience = False
         super()._after_training_exp(**kwargs)
 
     # ------------------------------------------------------------------ evaluation
@@ -450,6 +452,8 @@ class CausalLMStrategy(SupervisedTemplate):
             self.model, self.tokenizer, task, batch_size=self.eval_mb_size, max_length=encoding.max_length,
             chat_template=encoding.chat_template, device=self.device,
         )
+        if self._in_experience:
+            return  # a periodic evaluation inside an experience (eval_every > 0): not a row of the score matrix
         stream = self.experience.origin_stream.name
         stage = self.evaluations.setdefault(stream, {}).setdefault(self.trained_experiences, {})
         stage[self.experience.current_experience] = self.last_evaluation
