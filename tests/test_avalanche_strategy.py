@@ -34,7 +34,7 @@ from losia_cl.avalanche import (  # noqa: E402
     subnet_overlap_metrics,
     task_score_metrics,
 )
-from losia_cl.errors import ConfigError, DataError  # noqa: E402
+from losia_cl.errors import ConfigError, DataError, LosiaError  # noqa: E402
 from losia_cl.metrics import cl_metrics  # noqa: E402
 from losia_cl.models import load_model  # noqa: E402
 from losia_cl.streams import load_stream  # noqa: E402
@@ -236,3 +236,14 @@ def test_periodic_evaluations_inside_an_experience_are_not_rows_of_the_score_mat
         strategy.score_matrix()
     strategy.eval(benchmark.test_stream)
     assert strategy.score_matrix() == [[0.5, 0.5], [0.5, 0.5]]
+
+
+@pytest.mark.parametrize("argument, message", [
+    (dict(train_mb_size=0), "train_mb_size = 0"), (dict(train_epochs=0), "train_epochs = 0"),
+    (dict(eval_mb_size=0), "eval_mb_size = 0"), (dict(grad_accum=0), "grad_accum = 0"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"), (dict(method="adam"), "unknown method 'adam'"),
+])
+def test_bad_arguments_name_the_strategy_argument(argument, message):
+    model, tokenizer = load_model("tiny-llama")
+    with pytest.raises(LosiaError, match=message):  # ConfigError, UnknownNameError for the method
+        CausalLMStrategy(model=model, tokenizer=tokenizer, evaluator=None, **argument)

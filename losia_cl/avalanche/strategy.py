@@ -199,9 +199,17 @@ class CausalLMStrategy(SupervisedTemplate):
             self.method = method
         self.method_name = getattr(self.method, "name", type(self.method).__name__)
         # Only the data-order fields of this config are read (by task_batches); it validates them too.
-        self._batches = RunConfig(methods=(next(iter(METHODS.names())),), seed=seed, shuffle=shuffle,
-                                  epochs=train_epochs, batch_size=train_mb_size, grad_accum=grad_accum,
-                                  max_steps=max_steps, max_grad_norm=max_grad_norm, eval_batch_size=eval_mb_size)
+        try:
+            self._batches = RunConfig(methods=(next(iter(METHODS.names())),), seed=seed, shuffle=shuffle,
+                                      epochs=train_epochs, batch_size=train_mb_size, grad_accum=grad_accum,
+                                      max_steps=max_steps, max_grad_norm=max_grad_norm, eval_batch_size=eval_mb_size)
+        except ConfigError as error:
+            message = str(error)
+            for ours, theirs in (("eval_batch_size", "eval_mb_size"), ("batch_size", "train_mb_size"),
+                                 ("epochs", "train_epochs")):
+                if message.startswith(ours + " "):
+                    message = theirs + message[len(ours):]
+            raise ConfigError(f"CausalLMStrategy: {message}") from None
         check_plugins(plugins or [], self.method)
         super().__init__(
             model=model, optimizer=_placeholder_optimizer(), criterion=AnswerTokenLoss(),
