@@ -207,7 +207,7 @@ class Spectrum:
         with ``α`` the log-log slope of the computed ``σ_{h/2..h}`` clamped to
         ``[0, 3]`` (``α = 0`` with ``tail_model="flat"``), and ``c`` set so that
         the tail energy is exactly ``E = ‖W‖²_F − Σ_{i≤h} σ_i²``; if that tail
-        would start above ``σ_h`` the flat tail is used.  A tail energy
+        would start above ``1.25·σ_h`` the flat tail is used.  A tail energy
         ``E ≤ ‖W‖²_F · max(d_out, d_in) · eps₃₂`` (rounding noise of the head,
         e.g. for a low-rank ``ΔW``) means no tail.  Values ``≤ tol`` are 0.
         """
