@@ -47,6 +47,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], help=helps[name])
     p.add_argument("--max-grad-norm", type=float, default=defaults["max_grad_norm"], help=helps["max_grad_norm"])
     p.add_argument("--lr", type=_parse_lr, default={}, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number.")
+    p.add_argument("--no-shuffle", action="store_true", help="Train on each task's examples in file order.")
     p.add_argument("--chat-template", action="store_true", help=helps["chat_template"])
     p.add_argument("--dtype", default=defaults["dtype"], help=helps["dtype"])
     p.add_argument("--device", default=defaults["device"], help=helps["device"])
@@ -72,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         grad_accum=args.grad_accum, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
         eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
-        chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
+        shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
         progress=not args.no_progress, report=not args.no_report,
     )
     outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])

@@ -47,3 +47,14 @@ def test_import_stays_light():
     code = "import losia_cl, losia_cl.streams, losia_cl.metrics, sys; print('avalanche' in sys.modules, 'torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {"losia_cl." + ".".join(p.parent.relative_to(ROOT / "losia_cl").parts) if p.parent != ROOT / "losia_cl" else "losia_cl"
+             for p in (ROOT / "losia_cl").rglob("__init__.py")}
+    found |= {"losia_cl.streams", "losia_cl.metrics"}
+    assert found == listed
