@@ -66,3 +66,26 @@ METHODS: Registry[type] = Registry("method")
 def create_method(name: str, **options: Any) -> Method:
     """Instantiate the method registered as ``name`` with its options."""
     return METHODS.get(name)(**options)
+
+
+class DenseMethodDefaults:
+    """The :class:`Method` parts shared by methods without subnets (full fine-tuning, peft adapters)."""
+
+    def new_subnets(self, optimizer: torch.optim.Optimizer, initial: bool = False) -> None:
+        return None
+
+    def subnet_layout(self, optimizer: torch.optim.Optimizer) -> dict[str, tuple[tuple[int, int], int]]:
+        return {}
+
+    def target_weights(self, model: nn.Module) -> dict[str, tuple[int, Tensor]]:
+        from losia_cl.methods.weights import block_linear_weights
+
+        return block_linear_weights(model)
+
+    def trainable_parameters(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def options(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)  # type: ignore[call-overload]

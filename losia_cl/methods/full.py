@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from losia_cl.methods.base import METHODS, TaskContext
+from losia_cl.methods.base import METHODS, DenseMethodDefaults, TaskContext
 from losia_cl.methods.schedule import envelope_scheduler
-from losia_cl.methods.weights import block_linear_weights
 
 
 @METHODS.register("full")
 @dataclass
-class FullFineTuning:
+class FullFineTuning(DenseMethodDefaults):
     """AdamW on all parameters, under the shared warm-up + cosine envelope."""
 
     lr: float = 1e-4
@@ -33,20 +31,5 @@ class FullFineTuning:
         optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=1e-6)
         return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
 
-    def new_subnets(self, optimizer, initial: bool = False):
-        return None
-
-    def subnet_layout(self, optimizer) -> dict:
-        return {}
-
     def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:
         return model
-
-    def target_weights(self, model: nn.Module):
-        return block_linear_weights(model)
-
-    def trainable_parameters(self, model: nn.Module, optimizer) -> int:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    def options(self) -> dict[str, Any]:
-        return asdict(self)

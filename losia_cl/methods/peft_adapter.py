@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from losia_cl.methods.base import TaskContext
+from losia_cl.methods.base import DenseMethodDefaults, TaskContext
 from losia_cl.methods.schedule import envelope_scheduler
-from losia_cl.methods.weights import block_linear_weights
 from losia_cl.optim.targets import find_targets, subnet_size
 
 logger = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ def matched_rank(model: nn.Module, rank_factor: float) -> int:
 
 
 @dataclass
-class PeftAdapterMethod:
+class PeftAdapterMethod(DenseMethodDefaults):
     """An adapter method through ``peft``.
 
     ``rank=None`` matches LoSiA's trainable-parameter count at ``match_rank_factor``.
@@ -72,22 +71,5 @@ class PeftAdapterMethod:
         optimizer = torch.optim.AdamW(params, lr=self.lr, eps=1e-6, weight_decay=0.0)
         return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
 
-    def new_subnets(self, optimizer, initial: bool = False):
-        return None
-
-    def subnet_layout(self, optimizer) -> dict:
-        return {}
-
     def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:
-        if self.per_task or ctx.task_index == ctx.num_tasks - 1:
-            return model.merge_and_unload() if self.per_task else model
-        return model
-
-    def target_weights(self, model: nn.Module):
-        return block_linear_weights(model)
-
-    def trainable_parameters(self, model: nn.Module, optimizer) -> int:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    def options(self) -> dict[str, Any]:
-        return asdict(self)
+        return model.merge_and_unload() if self.per_task else model

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from losia_cl.errors import ConfigError
+from losia_cl.fields import documented
 
 IMPORTANCE_KINDS = ("mix", "first", "second")
 SCHEDULES = ("async", "sync")
 INITS = ("random", "importance")
 DENSE_PARAMS = ("frozen", "adamw")
-
-
-def _help(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
-    """A dataclass field whose documentation lives in one place: ``metadata["help"]``."""
-    if default is MISSING:
-        return field(metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text}, **kwargs)
 
 
 @dataclass
@@ -30,68 +24,68 @@ class LoSiAConfig:
     naming the field and the allowed range.
     """
 
-    rank_factor: float = _help(
+    rank_factor: float = documented(
         "p in (0, 1]: each target matrix trains a sub-matrix of floor(p*d_out) rows x floor(p*d_in) columns.",
         1 / 8,
     )
-    period: int = _help(
+    period: int = documented(
         "T >= 1: length of one importance-recording time slot, in optimizer steps. Layer i records during "
         "its slot and re-localizes at the slot's end.",
         50,
     )
-    lr: float = _help("Peak learning rate (> 0) of the subnet (and dense) updates.", 1e-4)
-    betas: tuple[float, float] = _help("Adam coefficients (beta1, beta2), each in [0, 1).", (0.9, 0.999))
-    eps: float = _help("Adam denominator epsilon (> 0).", 1e-6)
-    weight_decay: float = _help("Decoupled weight decay (>= 0), applied to the trained subnet entries only.", 0.0)
-    warmup_ratio: float = _help(
+    lr: float = documented("Peak learning rate (> 0) of the subnet (and dense) updates.", 1e-4)
+    betas: tuple[float, float] = documented("Adam coefficients (beta1, beta2), each in [0, 1).", (0.9, 0.999))
+    eps: float = documented("Adam denominator epsilon (> 0).", 1e-6)
+    weight_decay: float = documented("Decoupled weight decay (>= 0), applied to the trained subnet entries only.", 0.0)
+    warmup_ratio: float = documented(
         "Fraction in [0, 1) of all training steps spent in the global linear warm-up of the learning-rate envelope.",
         0.0,
     )
-    min_lr_ratio: float = _help(
+    min_lr_ratio: float = documented(
         "In [0, 1]: the cosine envelope decays from lr to min_lr_ratio*lr at the last step (1 = constant).", 0.1
     )
-    importance: str = _help(
+    importance: str = documented(
         "Taylor sensitivity of an entry, with a = W*G: 'mix' |a - a^2/2| (default), 'first' |a|, 'second' a^2.",
         "mix",
     )
-    beta_importance: float = _help("beta1 in [0, 1) of the importance EMA.", 0.85)
-    beta_uncertainty: float = _help("beta2 in [0, 1) of the uncertainty EMA |I - EMA(I)|.", 0.85)
-    schedule: str = _help(
+    beta_importance: float = documented("beta1 in [0, 1) of the importance EMA.", 0.85)
+    beta_uncertainty: float = documented("beta2 in [0, 1) of the uncertainty EMA |I - EMA(I)|.", 0.85)
+    schedule: str = documented(
         "'async' (default): layers take turns, one time slot each; 'sync': all layers record in the first "
         "slot of every cycle of N*T steps and re-localize together.",
         "async",
     )
-    init: str = _help(
+    init: str = documented(
         "Initial subnet: 'random' (reference behaviour) or 'importance' (the first T steps only score every "
         "target matrix, without updating it, and all re-localize at step T).",
         "random",
     )
-    output_rank_factor: float = _help(
+    output_rank_factor: float = documented(
         "q in [0, 1]: 0 leaves the output head out of LoSiA (frozen or dense, see dense_params); q > 0 makes it "
         "an extra time slot whose subnet is floor(q*V) rows x all columns.",
         0.0,
     )
-    dense_params: str = _help(
+    dense_params: str = documented(
         "Non-target parameters (embeddings, norms, head when q = 0): 'frozen' (default, a true PEFT method) or "
         "'adamw' (trained densely with AdamW under the same learning-rate envelope).",
         "frozen",
     )
-    target_modules: tuple[str, ...] | None = _help(
+    target_modules: tuple[str, ...] | None = documented(
         "Module-name patterns (fnmatch globs or dotted suffixes like 'q_proj') overriding the default targets "
         "(every linear layer inside the repeated decoder blocks). None = default.",
         None,
     )
-    pro: bool = _help(
+    pro: bool = documented(
         "LoSiA-Pro: target linears save only the subnet's input columns and compute only the subnet's weight "
         "gradient (less memory and time, the same updates).",
         False,
     )
-    layerwise: bool = _help(
+    layerwise: bool = documented(
         "Update each target matrix inside its post-accumulate-grad hook and free its gradient at once (less "
         "memory). Gives up gradient clipping and gradient accumulation for target matrices.",
         False,
     )
-    seed: int = _help("Seed of the random initial subnets (init='random').", 0)
+    seed: int = documented("Seed of the random initial subnets (init='random').", 0)
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):

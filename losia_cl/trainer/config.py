@@ -2,49 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError
-
-
-def _opt(text: str, default: Any = MISSING, **kwargs: Any) -> Any:
-    if default is MISSING:
-        return field(metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text}, **kwargs)
+from losia_cl.fields import documented
 
 
 @dataclass
 class RunConfig:
     """What ``losia-cl run`` does; every field has one line of help (the CLI's) in its metadata."""
 
-    stream: str = _opt("Stream name (demo, trace) or path to a TOML manifest.", "demo")
-    data_dir: str | None = _opt("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
-    tasks: tuple[str, ...] | None = _opt("Subset and order of the stream's tasks (default: all).", None)
-    methods: tuple[str, ...] = _opt("Methods to compare, run one after the other.", ("losia", "lora", "full"))
-    model: str = _opt("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
-    out: str | None = _opt("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
-    seed: int = _opt("Seed of data order, initialisation and subnets.", 0)
-    shuffle: bool = _opt("Shuffle each task's training examples every epoch (seeded); False: file order.", True)
-    epochs: int = _opt("Epochs over each task's training examples.", 1)
-    max_steps: int | None = _opt("Cap on optimizer steps per task (default: no cap).", None)
-    batch_size: int = _opt("Training examples per micro-batch.", 8)
-    grad_accum: int = _opt("Micro-batches per optimizer step.", 1)
-    max_grad_norm: float | None = _opt("Gradient-norm clipping (None/0: off).", 1.0)
-    max_length: int = _opt("Token budget of prompt + answer (the prompt's start is cut first).", 256)
-    max_train_examples: int | None = _opt("Training examples per task (default: all).", None)
-    max_test_examples: int | None = _opt("Test examples per task (default: all).", None)
-    eval_batch_size: int = _opt("Prompts per generation batch.", 32)
-    checkpoint_every: int = _opt("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
-    lr: dict[str, float] = _opt("Learning rate per method, overriding its default.", None, )
-    method_options: dict[str, dict[str, Any]] = _opt("Extra options per method (see each method's class).", None)
-    chat_template: bool = _opt("Wrap prompts in the tokenizer's chat template.", False)
-    dtype: str = _opt("Weight dtype: float32 or bfloat16.", "float32")
-    device: str = _opt("cpu, cuda, cuda:N or auto.", "auto")
-    resume: bool = _opt("Continue an interrupted run in --out from its last checkpoint.", False)
-    progress: bool = _opt("Show progress bars.", True)
-    report: bool = _opt("Write the HTML report at the end.", True)
+    stream: str = documented("Stream name (demo, trace) or path to a TOML manifest.", "demo")
+    data_dir: str | None = documented("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
+    tasks: tuple[str, ...] | None = documented("Subset and order of the stream's tasks (default: all).", None)
+    methods: tuple[str, ...] = documented("Methods to compare, run one after the other.", ("losia", "lora", "full"))
+    model: str = documented("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
+    out: str | None = documented("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
+    seed: int = documented("Seed of data order, initialisation and subnets.", 0)
+    shuffle: bool = documented("Shuffle each task's training examples every epoch (seeded); False: file order.", True)
+    epochs: int = documented("Epochs over each task's training examples.", 1)
+    max_steps: int | None = documented("Cap on optimizer steps per task (default: no cap).", None)
+    batch_size: int = documented("Training examples per micro-batch.", 8)
+    grad_accum: int = documented("Micro-batches per optimizer step.", 1)
+    max_grad_norm: float | None = documented("Gradient-norm clipping (None/0: off).", 1.0)
+    max_length: int = documented("Token budget of prompt + answer (the prompt's start is cut first).", 256)
+    max_train_examples: int | None = documented("Training examples per task (default: all).", None)
+    max_test_examples: int | None = documented("Test examples per task (default: all).", None)
+    eval_batch_size: int = documented("Prompts per generation batch.", 32)
+    checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
+    lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None, )
+    method_options: dict[str, dict[str, Any]] = documented("Extra options per method (see each method's class).", None)
+    chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
+    dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
+    device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
+    resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
+    progress: bool = documented("Show progress bars.", True)
+    report: bool = documented("Write the HTML report at the end.", True)
 
     def __post_init__(self) -> None:
         self.lr = dict(self.lr or {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -46,9 +45,3 @@ def answer_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), targets)
 
-
-def count_answer_tokens(batch: dict[str, Tensor]) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-__all__ = ["answer_cross_entropy", "answer_logits", "answer_loss", "count_answer_tokens", "IGNORE_INDEX", "torch"]
