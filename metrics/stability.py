@@ -29,14 +29,14 @@ whose singular values are accurate to ``~sqrt(max(d_out, d_in)·eps₆₄)·σ_1
 ``exact_solver="svd"`` for ``torch.linalg.svd`` / ``svdvals``.  A larger one gets
 a randomized SVD (``torch.svd_lowrank`` with ``q = spectrum_rank + oversample``
 columns and ``n_iter`` power iterations, seeded) that keeps the head
-``σ_1..σ_h`` (``h = spectrum_rank``) and the top-k vectors.  ``‖W‖_F`` is always
-exact, so the *tail energy* ``E = ‖W‖²_F − Σ_{i≤h} σ_i²`` is known exactly
-(``E ≤ ‖W‖²_F · max(d_out, d_in) · eps₃₂`` is rounding noise and means "no
-tail").  Which quantities become approximate, and how:
+``σ_1..σ_h`` (``h = spectrum_rank``) and the top-k vectors.  ``‖W‖²_F`` is
+computed directly (float32 row sums, float64 total: relative error ~1e-6), so
+the *tail energy* ``E = ‖W‖²_F − Σ_{i≤h} σ_i²`` is known (``E ≤ ‖W‖²_F ·
+max(d_out, d_in) · eps₃₂`` is rounding noise and means "no tail").  Which quantities become approximate, and how:
 
 * subspace similarity, stable rank, ``‖ΔW‖_F/‖W₀‖_F``: only through the
   accuracy of the top-k vectors and of ``σ_1`` (error ∝ ``(σ_q/σ_k)^(2·n_iter+1)``,
-  negligible for ``k ≪ q``); the Frobenius norms are exact;
+  negligible for ``k ≪ q``); the Frobenius norms are direct (~1e-6);
 * effective rank: the ``n − h`` missing values are modelled with exactly the
   tail energy ``E``.  ``tail_model="power"`` (default) continues the head with
   ``σ_i = c·(i/h)^(−α)``, ``α`` = minus the log-log slope of ``σ_{h/2..h}``
@@ -139,7 +139,7 @@ class StabilityConfig:
     exact_max_dim: int = 1024
     spectrum_rank: int = 128
     oversample: int = 16
-    n_iter: int = 4
+    n_iter: int = 2
     seed: int = 0
     dtype: str = "float32"
     exact_solver: str = "gram"
@@ -182,7 +182,8 @@ class Spectrum:
         u: ``d_out × k`` top left singular vectors (CPU, float32), or ``None``.
         v: ``d_in × k`` top right singular vectors (CPU, float32), or ``None``.
         sigma: leading singular values, descending (all ``n`` when ``exact``).
-        fro2: ``‖W‖²_F`` (always exact).
+        fro2: ``‖W‖²_F``, computed directly (trace of the float64 Gram matrix, or
+            float32 row sums added in float64).
         n: ``min(d_out, d_in)``, the full spectrum length.
         shape: ``(d_out, d_in)``.
         exact: whether ``sigma`` is the full exact spectrum.
@@ -244,10 +245,7 @@ def _as_matrix(w: Any, what: str, dtype: str) -> torch.Tensor:
     t = w if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w))
     if t.ndim != 2 or 0 in t.shape:
         raise DataError(f"{what}: expected a non-empty 2-D matrix, got shape {tuple(t.shape)}")
-    t = t.detach().to(getattr(torch, dtype))
-    if not bool(torch.isfinite(t).all()):
-        raise DataError(f"{what}: matrix has non-finite entries")
-    return t
+    return t.detach().to(getattr(torch, dtype))
 
 
 def _tolerance(sigma_max: float, shape: tuple[int, int]) -> float:
@@ -255,18 +253,20 @@ def _tolerance(sigma_max: float, shape: tuple[int, int]) -> float:
     return float(sigma_max * max(shape) * _EPS32)
 
 
-def spectrum(w: Any, config: StabilityConfig | None = None, vectors: bool = True) -> Spectrum:
+def spectrum(
+    w: Any, config: StabilityConfig | None = None, vectors: bool = True, what: str = "spectrum"
+) -> Spectrum:
     """SVD summary of matrix ``w`` (tensor or array) under ``config`` (see :class:`StabilityConfig`).
 
     With ``vectors=False`` and an exact method only singular values are computed.
+    ``what`` names the matrix in error messages.
     """
     cfg = config or StabilityConfig()
     torch = _torch()
-    mat = _as_matrix(w, "spectrum", cfg.dtype)
+    mat = _as_matrix(w, what, cfg.dtype)
     shape = (int(mat.shape[0]), int(mat.shape[1]))
     n = min(shape)
     k = min(cfg.k, n)
-    fro2 = float(torch.sum(mat.double() ** 2)) if cfg.dtype == "float32" else float(torch.sum(mat**2))
     exact = cfg.method == "exact" or (cfg.method == "auto" and n <= cfg.exact_max_dim)
     if not exact and cfg.spectrum_rank + cfg.oversample >= n:
         exact = True  # the randomized sketch would be as large as the matrix
@@ -276,6 +276,14 @@ def spectrum(w: Any, config: StabilityConfig | None = None, vectors: bool = True
         wd = mat.double()
         tall = shape[0] >= shape[1]
         gram = wd.T @ wd if tall else wd @ wd.T  # n × n
+        fro2 = float(torch.trace(gram))
+    else:
+        # row sums of squares in the computation dtype (relative error ~1e-6 in float32), total in float64
+        fro2 = float(torch.einsum("ij,ij->i", mat, mat).double().sum())
+    # a non-finite entry makes ‖W‖²_F non-finite (and must not reach LAPACK)
+    if not math.isfinite(fro2):
+        raise DataError(f"{what}: matrix has non-finite entries")
+    if exact and cfg.exact_solver == "gram":
         if vectors:
             evals, evecs = torch.linalg.eigh(gram)
             s = evals.flip(0).clamp_min(0).sqrt()
@@ -536,7 +544,7 @@ class StabilityTracker:
         if self._stages:
             raise ConfigError("StabilityTracker.set_base: stages were already measured against the old base")
         for name, w in base.items():
-            spec = spectrum(w, self.config)
+            spec = spectrum(w, self.config, what=f"base {name}")
             self._base[name] = spec
             self._prev[name] = spec
             self._base_ranks[name] = {"effective_rank": effective_rank(spec), "stable_rank": stable_rank(spec)}
@@ -560,9 +568,10 @@ class StabilityTracker:
         new_prev: dict[str, Spectrum] = {}
         for name, w in weights.items():
             spec0, prev = self._base[name], self._prev[name]
-            spec = spectrum(w, self.config)
-            if spec.shape != spec0.shape:
-                raise DataError(f"{name}: shape {spec.shape} differs from the base {spec0.shape}")
+            mat = _as_matrix(w, name, self.config.dtype)
+            if tuple(mat.shape) != spec0.shape:
+                raise DataError(f"{name}: shape {tuple(mat.shape)} differs from the base {spec0.shape}")
+            spec = spectrum(mat, self.config, what=name)
             row: dict[str, Any] = {
                 "k": int(spec.u.shape[1]),
                 "approximate": not spec.exact,
@@ -582,12 +591,11 @@ class StabilityTracker:
             if deltas is not None and name in deltas:
                 delta = _as_matrix(deltas[name], f"{name} delta", self.config.dtype)
             elif base is not None and name in base:
-                w_t = _as_matrix(w, name, self.config.dtype)
-                delta = w_t - _as_matrix(base[name], f"{name} base", self.config.dtype).to(w_t.device)
+                delta = mat - _as_matrix(base[name], f"{name} base", self.config.dtype).to(mat.device)
             if delta is not None:
                 if tuple(delta.shape) != spec.shape:
                     raise DataError(f"{name}: delta shape {tuple(delta.shape)} differs from {spec.shape}")
-                dspec = spectrum(delta, self.config, vectors=False)
+                dspec = spectrum(delta, self.config, vectors=False, what=f"{name} delta")
                 row["delta_effective_rank"] = effective_rank(dspec)
                 row["delta_stable_rank"] = stable_rank(dspec)
                 row["delta_rel_norm"] = (
