@@ -1,4 +1,4 @@
-"""Training-step benchmark: full fine-tuning vs LoSiA vs LoSiA-Pro, measured side by side.
+"""Training-step benchmark: full fine-tuning, LoRA, LoSiA and LoSiA-Pro, measured side by side.
 
 Speed: every method is built once in one process; then rounds run the methods in turn (order
 rotated each round), one timed training step each, and the median per method is reported with
@@ -25,7 +25,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("full", "losia", "losia-pro")
+METHODS = ("full", "lora", "losia", "losia-pro")
 
 
 @dataclass(frozen=True)
@@ -58,17 +58,18 @@ def build_model(cfg: BenchConfig) -> torch.nn.Module:
 
 
 def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
-    """A closure running one training step of ``method`` on a fixed random batch."""
-    from losia_cl.optim import LoSiA, LoSiAConfig
+    """A closure running one training step of ``method`` (any registered method) on a fixed random batch."""
+    from losia_cl.methods import TaskContext, create_method
 
-    model = build_model(cfg)
-    if method == "full":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    elif method in ("losia", "losia-pro"):
-        config = LoSiAConfig(rank_factor=cfg.rank_factor, period=50, lr=1e-5, pro=method == "losia-pro")
-        optimizer = LoSiA.for_model(model, config, num_training_steps=1000)
-    else:
-        raise ValueError(f"unknown method {method!r}; known: {METHODS}")
+    options: dict[str, float] = {"lr": 1e-5}
+    if method.startswith("losia"):
+        options["rank_factor"] = cfg.rank_factor
+    elif method in ("lora", "dora", "pissa"):
+        options["match_rank_factor"] = cfg.rank_factor  # rank matched to LoSiA's trainable parameters
+    trainer_method = create_method(method, **options)
+    context = TaskContext(task_index=0, num_tasks=1, num_training_steps=1000, seed=cfg.seed)
+    model = trainer_method.prepare(build_model(cfg), context)
+    optimizer, scheduler = trainer_method.build_optimizer(model, context)
     generator = torch.Generator().manual_seed(cfg.seed)
     ids = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len), generator=generator).to(cfg.device)
 
@@ -77,6 +78,8 @@ def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
