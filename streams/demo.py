@@ -2,10 +2,10 @@
 
 Every prompt shows the same kind of input, a numbered list of four items (one
 animal, one colour, one fruit, one tool, in random order), and asks one
-question about it::
+question about one of the listed words::
 
     Items: 1. pear 2. wolf 3. chisel 4. green
-    Question: Which number is the tool?
+    Question: Which number is chisel?
     Answer:
 
 The four tasks ask different questions and, on purpose, answer in four
@@ -15,12 +15,21 @@ style away from the earlier ones (measurable forgetting):
 ============  ======================================  =====================  ===============
 task          question                                answer                 max_new_tokens
 ============  ======================================  =====================  ===============
-category      What kind of thing is item 3?           ``TOOL`` (upper case)  6
-position      Which number is the tool?               ``#3``                 4
-successor     Which item comes after the animal?      ``chisel`` (the next   6
+category      What kind of thing is chisel?           ``TOOL`` (upper case)  6
+position      Which number is chisel?                 ``#3``                 4
+successor     Which item comes after wolf?            ``chisel`` (the next   6
                                                       item's word)
-check         Is item 3 the fruit?                    ``true`` / ``false``   4
+check         Is lion on the list?                    ``true`` / ``false``   4
 ============  ======================================  =====================  ===============
+
+Each rule needs one look-up (the asked word's kind, its place in the list,
+or its presence).  Measured with SmolLM2-135M-Instruct (plain prompts, full
+fine-tuning, AdamW lr 1e-4, batch 8, 32 steps per task, 24 test examples):
+the base model scores 0 on all four; each task reaches 0.83–1.0 right after
+its own training, and every earlier task falls to 0 after the next one (the
+output convention is taken over).  Two first designs were not learnable in
+32 steps and were dropped: "What kind of thing is item 3?" (two look-ups)
+stayed at chance (0.28), and "Is pear a kind of tool?" at 0.54.
 
 All four are scored by exact match (``accuracy``).  The rules are simple, so
 held-out examples are solvable: test prompts never occur among the training
@@ -46,11 +55,13 @@ from .types import Example, Stream, Task
 
 logger = logging.getLogger(__name__)
 
-#: The item categories and their words (each word belongs to exactly one category).
+#: The item categories and their words (each word belongs to one category only; words that are
+#: also something else, like "orange", "lime", "peach" or "kiwi", are left out).
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("animal", ("cat", "dog", "horse", "cow", "pig", "sheep", "goat", "lion", "tiger", "bear", "wolf", "rabbit")),
-    ("color", ("red", "blue", "green", "yellow", "black", "white", "pink", "brown", "purple", "gray", "violet", "indigo")),
-    ("fruit", ("apple", "banana", "grape", "lemon", "cherry", "peach", "pear", "mango", "plum", "melon", "kiwi", "strawberry")),
+    ("color", ("red", "blue", "green", "yellow", "black", "white", "pink", "brown", "purple", "gray", "crimson", "indigo")),
+    ("fruit", ("apple", "banana", "grape", "cherry", "pear", "mango", "melon", "strawberry", "pineapple", "apricot",
+               "papaya", "watermelon")),
     ("tool", ("hammer", "wrench", "drill", "axe", "shovel", "rake", "chisel", "pliers", "screwdriver", "spanner", "mallet", "crowbar")),
 )
 CATEGORY_NAMES: tuple[str, ...] = tuple(name for name, _ in CATEGORIES)
@@ -75,34 +86,34 @@ def _render(items: Items, question: str) -> str:
 
 
 def _category(rng: random.Random, label: int) -> Example:
-    """label: index of the asked item's category."""
+    """label: index of the asked word's category."""
     items = _draw_items(rng)
     category = CATEGORY_NAMES[label]
-    position = [c for c, _ in items].index(category) + 1
-    return Example(_render(items, f"What kind of thing is item {position}?"), category.upper())
+    word = dict(items)[category]
+    return Example(_render(items, f"What kind of thing is {word}?"), category.upper())
 
 
 def _position(rng: random.Random, label: int) -> Example:
-    """label: 0-based position of the asked category."""
+    """label: 0-based position of the asked word."""
     items = _draw_items(rng)
-    category = items[label][0]
-    return Example(_render(items, f"Which number is the {category}?"), f"#{label + 1}")
+    return Example(_render(items, f"Which number is {items[label][1]}?"), f"#{label + 1}")
 
 
 def _successor(rng: random.Random, label: int) -> Example:
-    """label: 0-based position of the asked category (never the last item)."""
+    """label: 0-based position of the asked word (never the last item)."""
     items = _draw_items(rng)
-    category = items[label][0]
-    return Example(_render(items, f"Which item comes after the {category}?"), items[label + 1][1])
+    return Example(_render(items, f"Which item comes after {items[label][1]}?"), items[label + 1][1])
 
 
 def _check(rng: random.Random, label: int) -> Example:
-    """label: 0 → the statement is true, 1 → false."""
+    """label: 0 → the asked word is on the list ("true"), 1 → it is not ("false")."""
     items = _draw_items(rng)
-    position = rng.randrange(NUM_ITEMS)
-    actual = items[position][0]
-    category = actual if label == 0 else rng.choice([c for c in CATEGORY_NAMES if c != actual])
-    return Example(_render(items, f"Is item {position + 1} the {category}?"), "true" if label == 0 else "false")
+    words = [word for _, word in items]
+    if label == 0:
+        word = rng.choice(words)
+    else:
+        word = rng.choice([w for _, pool in CATEGORIES for w in pool if w not in words])
+    return Example(_render(items, f"Is {word} on the list?"), "true" if label == 0 else "false")
 
 
 @dataclass(frozen=True)
@@ -126,10 +137,10 @@ class DemoTaskSpec:
 
 #: The demo tasks in their default training order.
 DEMO_TASKS: tuple[DemoTaskSpec, ...] = (
-    DemoTaskSpec("category", _category, NUM_ITEMS, 6, "kind of item k, in upper case: ANIMAL/COLOR/FRUIT/TOOL"),
-    DemoTaskSpec("position", _position, NUM_ITEMS, 4, "number of the item of a category, as #1..#4"),
-    DemoTaskSpec("successor", _successor, NUM_ITEMS - 1, 6, "the word right after the item of a category"),
-    DemoTaskSpec("check", _check, 2, 4, "whether item k is of a category: true/false"),
+    DemoTaskSpec("category", _category, NUM_ITEMS, 6, "the asked word's kind, in upper case: ANIMAL/COLOR/FRUIT/TOOL"),
+    DemoTaskSpec("position", _position, NUM_ITEMS, 4, "the asked word's number in the list, as #1..#4"),
+    DemoTaskSpec("successor", _successor, NUM_ITEMS - 1, 6, "the word right after the asked word in the list"),
+    DemoTaskSpec("check", _check, 2, 4, "whether the asked word is on the list: true/false"),
 )
 DEMO_TASK_NAMES: tuple[str, ...] = tuple(spec.name for spec in DEMO_TASKS)
 

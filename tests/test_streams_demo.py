@@ -22,20 +22,27 @@ def solve(prompt: str) -> tuple[str, str]:
     words, question = list(match.groups()[:4]), match.group(5)
     kinds = [CATEGORY_OF[w] for w in words]
     assert sorted(kinds) == ["animal", "color", "fruit", "tool"]
-    if m := re.fullmatch(r"What kind of thing is item (\d)\?", question):
-        return "category", kinds[int(m.group(1)) - 1].upper()
-    if m := re.fullmatch(r"Which number is the (\w+)\?", question):
-        return "position", f"#{kinds.index(m.group(1)) + 1}"
-    if m := re.fullmatch(r"Which item comes after the (\w+)\?", question):
-        return "successor", words[kinds.index(m.group(1)) + 1]
-    if m := re.fullmatch(r"Is item (\d) the (\w+)\?", question):
-        return "check", "true" if kinds[int(m.group(1)) - 1] == m.group(2) else "false"
+    if m := re.fullmatch(r"What kind of thing is (\w+)\?", question):
+        assert m.group(1) in words
+        return "category", CATEGORY_OF[m.group(1)].upper()
+    if m := re.fullmatch(r"Which number is (\w+)\?", question):
+        return "position", f"#{words.index(m.group(1)) + 1}"
+    if m := re.fullmatch(r"Which item comes after (\w+)\?", question):
+        return "successor", words[words.index(m.group(1)) + 1]
+    if m := re.fullmatch(r"Is (\w+) on the list\?", question):
+        assert m.group(1) in CATEGORY_OF
+        return "check", "true" if m.group(1) in words else "false"
     raise AssertionError(question)
 
 
 @pytest.fixture(scope="module")
 def demo():
     return load_stream("demo")
+
+
+def test_vocabulary_has_48_words_each_in_one_category():
+    assert len(CATEGORY_OF) == sum(len(words) for _, words in CATEGORIES) == 48
+    assert sorted(name for name, _ in CATEGORIES) == ["animal", "color", "fruit", "tool"]
 
 
 def test_defaults(demo):
