@@ -49,7 +49,7 @@ def test_defaults(demo):
     assert demo.name == "demo"
     assert demo.task_names == ["category", "position", "successor", "check"]
     for task in demo:
-        assert (len(task.train), len(task.test)) == (128, 40)
+        assert (len(task.train), len(task.test)) == (128, 24)
         assert task.metric == "accuracy"
         assert 1 <= task.max_new_tokens <= 8
 
@@ -68,7 +68,7 @@ def test_test_prompts_never_appear_in_train_and_are_unique(demo):
         assert len(train) == len(task.train) and len(test) == len(task.test)
         assert not train & test
         all_prompts |= train | test
-    assert len(all_prompts) == 4 * (128 + 40)  # questions differ per task, so no prompt is shared
+    assert len(all_prompts) == 4 * (128 + 24)  # questions differ per task, so no prompt is shared
 
 
 def test_same_seed_same_examples_different_seed_different(demo):

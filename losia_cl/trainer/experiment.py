@@ -35,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
 def load_run_stream(config: RunConfig) -> Stream:
     """The stream with the run's task subset and example limits applied (validated before any model loads)."""
     options: dict[str, Any] = {}
-    accepted = set(stream_options(config.stream)) if not config.stream.endswith(".toml") else set()
+    accepted = set(stream_options(config.stream))
     for key in ("data_dir", "tasks", "max_train_examples", "max_test_examples"):
         value = getattr(config, key)
         if value is not None and key in accepted:
