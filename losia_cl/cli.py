@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from dataclasses import fields
 
 from losia_cl.errors import ConfigError, LosiaError
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("transformers", "datasets", "peft", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not args.verbose:  # deprecation notices of the libraries we drive are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

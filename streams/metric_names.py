@@ -2,37 +2,18 @@
 
 A task names the scorer that grades it (``Task.metric``).  The names are
 checked against :func:`losia_cl.metrics.scorers.scorer_names`, imported
-lazily so that importing :mod:`losia_cl.streams` stays cheap.  Should the
-metrics package be unavailable, the fixed list :data:`FALLBACK_METRICS` is
-used instead.
+lazily so that importing :mod:`losia_cl.streams` stays cheap.
 """
 
 from __future__ import annotations
 
-import logging
-
 from losia_cl.errors import UnknownNameError
-
-logger = logging.getLogger(__name__)
-
-#: The scorer names of losia-cl, used only when :mod:`losia_cl.metrics.scorers` cannot be imported.
-FALLBACK_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "letter_accuracy",
-    "rouge_l",
-    "edit_similarity",
-    "sari",
-    "bleu",
-)
 
 
 def known_metrics() -> list[str]:
     """The metric names a task may use, sorted."""
-    try:
-        from losia_cl.metrics.scorers import scorer_names
-    except ImportError as err:  # the metrics package is missing or broken
-        logger.debug("losia_cl.metrics.scorers unavailable (%s); using the fixed metric list", err)
-        return sorted(FALLBACK_METRICS)
+    from losia_cl.metrics.scorers import scorer_names
+
     return sorted(scorer_names())
 
 

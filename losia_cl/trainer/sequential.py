@@ -82,15 +82,19 @@ def evaluate_stage(
     model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
 ) -> list[float]:
     """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
+    from tqdm.auto import tqdm
+
     row = []
-    for task in stream:
+    label = "base model" if stage == 0 else f"after {stream.tasks[stage - 1].name}"
+    for task in tqdm(list(stream), desc=f"{folder.name}: evaluate {label}", unit="task", leave=False,
+                     disable=not config.progress):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
             chat_template=config.chat_template, device=device,
         )
         write_predictions(folder, stage, evaluation)
         row.append(evaluation.score)
-        logger.info("stage %d %s: %.4f", stage, task.name, evaluation.score)
+    logger.info("%s %s: %s", folder.name, label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
     return row
 
 
