@@ -85,8 +85,8 @@ def evaluate_stage(
     from tqdm.auto import tqdm
 
     row = []
-    label = "base model" if stage == 0 else f"after {stream.tasks[stage - 1].name}"
-    for task in tqdm(list(stream), desc=f"{folder.name}: evaluate {label}", unit="task", leave=False,
+    label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
+    for task in tqdm(list(stream), desc=f"evaluate {label}", unit="task", leave=False,
                      disable=not config.progress):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
@@ -94,7 +94,7 @@ def evaluate_stage(
         )
         write_predictions(folder, stage, evaluation)
         row.append(evaluation.score)
-    logger.info("%s %s: %s", folder.name, label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
+    logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
     return row
 
 
