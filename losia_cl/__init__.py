@@ -6,8 +6,9 @@ avalanche) are imported only when the names that need them are first used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from losia_cl.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -31,10 +32,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from losia_cl.optim.pro import unpatch
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'losia_cl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
