@@ -42,10 +42,7 @@ def fmt_seconds(value: float | None, spread: float | None = None) -> str:
     if value is None:
         return "—"
     scale, unit = _seconds_unit(value)
-    digits = 2 if unit == "h" else 1
-    if spread is None:
-        return f"{value / scale:.{digits}f} {unit}"
-    return f"{value / scale:.{digits}f} ± {spread / scale:.{digits}f} {unit}"
+    return _fmt_scaled(value, spread, scale, unit, 2 if unit == "h" else 1)
 
 
 def _bytes_unit(value: float) -> tuple[float, str]:
@@ -60,7 +57,11 @@ def fmt_bytes(value: float | None, spread: float | None = None) -> str:
     if value is None:
         return "—"
     scale, unit = _bytes_unit(value)
-    digits = 0 if unit == "B" else 2
+    return _fmt_scaled(value, spread, scale, unit, 0 if unit == "B" else 2)
+
+
+def _fmt_scaled(value: float, spread: float | None, scale: float, unit: str, digits: int) -> str:
+    """``value`` (and ``± spread``) divided by ``scale`` with ``digits`` decimals, then ``unit``."""
     if spread is None:
         return f"{value / scale:.{digits}f} {unit}"
     return f"{value / scale:.{digits}f} ± {spread / scale:.{digits}f} {unit}"
