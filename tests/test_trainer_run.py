@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from losia_cl.errors import ConfigError
 from losia_cl.metrics import cl_metrics
 from losia_cl.trainer import RunConfig, run_experiment
 
@@ -138,3 +139,14 @@ def test_trace_without_data_explains_where_it_goes(tmp_path):
     assert process.returncode == 2
     assert "--data-dir" in process.stderr and "LOSIA_CL_DATA" in process.stderr
     assert "loaded" not in process.stderr  # failed before any model was loaded
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    config = _config(tmp_path, ("full",), max_train_examples=4, max_test_examples=2, lr={"full": 1e-3})
+    run_experiment(config)
+    again = _config(tmp_path, ("full",), max_train_examples=8, max_test_examples=2, lr={"full": 1e-3}, resume=True)
+    with pytest.raises(ConfigError, match=r"max_train_examples: 4 in the run, 8 now"):
+        run_experiment(again)
+    same = _config(tmp_path, ("full",), max_train_examples=4, max_test_examples=2, lr={"full": 1e-3}, resume=True)
+    outcome = run_experiment(same)  # finished methods are kept, nothing retrained
+    assert outcome.results["full"]["steps"] == {t: 1 for t in TASKS}

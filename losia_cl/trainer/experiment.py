@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from losia_cl.errors import DataError
+from losia_cl.errors import ConfigError, DataError
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.files import atomic_write_json
@@ -60,6 +60,21 @@ def load_run_stream(config: RunConfig) -> Stream:
             description=stream.description,
         )
     return stream
+
+
+#: RunConfig fields that may differ between a run and its resumption
+_RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size")
+
+
+def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: Path) -> None:
+    """--resume must continue the same experiment: every result-changing field must match run.json's."""
+    differing = sorted(
+        key for key in set(stored) | set(current)
+        if key not in _RESUMABLE_CHANGES and stored.get(key) != current.get(key)
+    )
+    if differing:
+        details = "; ".join(f"{k}: {stored.get(k)!r} in the run, {current.get(k)!r} now" for k in differing)
+        raise ConfigError(f"--resume: {run_file} was started with other settings ({details})")
 
 
 def _versions() -> dict[str, str]:
@@ -116,7 +131,9 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         "finished_at": None,
     }
     if config.resume and run_file.exists():
-        run_info["started_at"] = json.loads(run_file.read_text()).get("started_at", run_info["started_at"])
+        stored = json.loads(run_file.read_text())
+        _check_same_run(stored.get("config", {}), run_info["config"], run_file)
+        run_info["started_at"] = stored.get("started_at", run_info["started_at"])
     atomic_write_json(run_file, run_info)
 
     def loader():
