@@ -58,3 +58,11 @@ def test_every_subpackage_is_listed_in_pyproject():
              for p in (ROOT / "losia_cl").rglob("__init__.py")}
     found |= {"losia_cl.streams", "losia_cl.metrics"}
     assert found == listed
+
+
+def test_run_example_runs(tmp_path):
+    block = re.search(r"The whole main job is callable too.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "readme-example" / "losia" / "results.json").exists()
+    assert result.stdout.startswith("[[")
