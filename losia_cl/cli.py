@@ -119,12 +119,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from losia_cl.bench import main as bench_main
-
-    return bench_main(args.bench_args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="losia-cl", description="Continual learning for language models with LoSiA.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
@@ -133,10 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
-    bench = sub.add_parser("bench", help="training-step speed and memory of full FT, LoSiA, LoSiA-Pro",
-                           add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=_cmd_bench)
+    sub.add_parser("bench", help="training-step speed and memory of full FT, LoRA, LoSiA, LoSiA-Pro "
+                                 "(losia-cl bench --help)")
     try:
         from losia_cl.report import add_cli
     except ImportError:  # pragma: no cover - the report package is part of the distribution
@@ -149,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # its own parser takes every option after the word
+        from losia_cl.bench import main as bench_main
+
+        return bench_main(argv[1:])
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "-vv", "--verbose"):
         argv = ["run", *argv]
     if argv and argv[0] in ("-v", "-vv", "--verbose") and (len(argv) == 1 or argv[1].startswith("-")):
