@@ -153,7 +153,14 @@ class LoSiA(torch.optim.Optimizer):
         state["rows"], state["cols"] = rows, cols
         state["last_relocalization"] = torch.tensor(-1, dtype=torch.int64)
         self._reset_moments(group)
-        self._complements[id(weight)] = _complements(rows, cols, d_out, d_in)
+        self._refresh_complements(group)
+
+    def _refresh_complements(self, group: dict[str, Any]) -> None:
+        """Cache the rows and columns outside the subnet in force (used by the gradient-mask hook)."""
+        weight = group["params"][0]
+        state = self.state[weight]
+        d_out, d_in = _oriented(weight, group).shape
+        self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
 
     def _reset_moments(self, group: dict[str, Any]) -> None:
         weight = group["params"][0]
@@ -347,11 +354,10 @@ class LoSiA(torch.optim.Optimizer):
         self.global_step = boundary
         for group in self._target_groups():
             slot = group["slot"]
-            if self.schedule.relocalizes(slot, boundary):
+            relocalizes = self.schedule.relocalizes(slot, boundary)
+            if relocalizes:
                 self._relocalize(group, boundary)
-            was_full = self.schedule.records(slot, step)
-            now_full = self.schedule.records(slot, boundary)
-            if was_full != now_full or self.schedule.relocalizes(slot, boundary):
+            if relocalizes or self.schedule.records(slot, step) != self.schedule.records(slot, boundary):
                 self._notify(group)
 
     def _relocalize(self, group: dict[str, Any], boundary: int) -> None:
@@ -366,8 +372,7 @@ class LoSiA(torch.optim.Optimizer):
         state["rows"], state["cols"] = rows.to(weight.device), cols.to(weight.device)
         state["last_relocalization"] = torch.tensor(boundary, dtype=torch.int64)
         self._reset_moments(group)
-        d_out, d_in = _oriented(weight, group).shape
-        self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
+        self._refresh_complements(group)
         logger.debug("LoSiA: re-localized %s at step %d (%s)", group["name"], boundary, strategy)
 
     # ------------------------------------------------------------------ (de)serialization
@@ -411,10 +416,7 @@ class LoSiA(torch.optim.Optimizer):
         self.global_step = int(extra["global_step"])
         self.num_training_steps = int(extra["num_training_steps"])
         for group in self._target_groups():
-            weight = group["params"][0]
-            state = self.state[weight]
-            d_out, d_in = _oriented(weight, group).shape
-            self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
+            self._refresh_complements(group)
             self._notify(group)
 
 

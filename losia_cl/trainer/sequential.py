@@ -9,7 +9,6 @@ so it is computed once for all methods.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -272,14 +271,3 @@ class SequentialTrainer:
         atomic_write_json(self.folder / "results.json", results)
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)
         return results
-
-
-def steps_per_task(stream: Stream, config: RunConfig) -> dict[str, int]:
-    """Optimizer steps each task will take under ``config``."""
-    per_step = config.batch_size * config.grad_accum
-    out = {}
-    for task in stream:
-        steps = math.ceil(len(task.train) / config.batch_size) * config.epochs
-        steps = math.ceil(steps / config.grad_accum) if per_step else steps
-        out[task.name] = min(steps, config.max_steps) if config.max_steps else steps
-    return out
