@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from dataclasses import fields
+from typing import NoReturn
 
 from losia_cl.errors import ConfigError, LosiaError
 
@@ -20,17 +21,30 @@ def _parse_lr(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.rpartition("=")
+        key = name.strip() if sep else "*"
         try:
-            out[name if sep else "*"] = float(value)
+            number = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--lr: {part!r} is not METHOD=NUMBER or NUMBER") from None
+            raise argparse.ArgumentTypeError(f"{part!r} is not METHOD=NUMBER or NUMBER") from None
+        if key in out:
+            what = "a bare learning rate" if key == "*" else f"a learning rate for {key!r}"
+            raise argparse.ArgumentTypeError(f"{text!r} gives {what} twice")
+        out[key] = number
     return out
 
 
-def _add_run_parser(sub: argparse._SubParsersAction) -> None:
-    from losia_cl.trainer.config import RunConfig
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2, like every user error."""
 
-    helps = RunConfig.field_help()
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"losia-cl: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    from losia_cl.trainer.config import INT_RANGES, RunConfig
+
+    helps = {key: text + (f" ({INT_RANGES[key][0]} to {INT_RANGES[key][1]:,}.)" if key in INT_RANGES else "")
+             for key, text in RunConfig.field_help().items()}
     defaults = {f.name: f.default for f in fields(RunConfig)}
     p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
                        description="Train each method through the stream's tasks in order, score every task "
@@ -120,7 +134,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="losia-cl", description="Continual learning for language models with LoSiA.")
+    parser = _Parser(prog="losia-cl", description="Continual learning for language models with LoSiA.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)

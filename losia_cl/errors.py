@@ -31,6 +31,13 @@ class DataError(LosiaError, ValueError):
     """
 
 
+class StorageError(LosiaError, OSError):
+    """A file could not be written (disk full, no permission, read-only file system).
+
+    The message names the path, and the free space when the disk is full.
+    """
+
+
 class UnknownNameError(LosiaError, ValueError):
     """A name was looked up in a registry that does not hold it."""
 

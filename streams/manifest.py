@@ -42,11 +42,12 @@ from types import ModuleType
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError, UnknownNameError
+from losia_cl.names import check_name, name_key
 
 from .metric_names import check_metric
 from .records import read_examples
 from .selection import check_limit, check_seed, select_tasks, subsample
-from .types import Stream, Task
+from .types import MAX_NEW_TOKENS, Stream, Task
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,9 @@ def _string(where: str, value: object) -> str:
     return value
 
 
-def _positive_int(where: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: expected a positive integer, got {value!r}")
+def _positive_int(where: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ConfigError(f"{where}: expected an integer from 1 to {maximum}, got {value!r}")
     return value
 
 
@@ -97,6 +98,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def load_manifest(
@@ -142,10 +145,14 @@ def load_manifest(
         raise ConfigError(f"{where}tasks: the manifest lists no task")
 
     specs: dict[str, dict[str, Any]] = {}
+    keys: dict[str, str] = {}
     for i, entry in enumerate(entries):
         spec = _task_spec(path, i, {**defaults, **entry})
-        if spec["name"] in specs:
-            raise ConfigError(f"{where}tasks[{i}].name: task {spec['name']!r} is listed twice")
+        key = name_key(spec["name"])
+        if key in keys:
+            same = "is listed twice" if keys[key] == spec["name"] else f"collides with {keys[key]!r} (case/Unicode form)"
+            raise ConfigError(f"{where}tasks[{i}].name: task {spec['name']!r} {same}")
+        keys[key] = spec["name"]
         specs[spec["name"]] = spec
 
     try:
@@ -169,11 +176,11 @@ def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}.{key}: missing{hint}")
     return {
         "index": index,
-        "name": _string(f"{where}.name", entry["name"]),
+        "name": check_name("task", _string(f"{where}.name", entry["name"]), where=f"{where}.name"),
         "train": _string(f"{where}.train", entry["train"]),
         "test": _string(f"{where}.test", entry["test"]),
         "metric": check_metric(entry["metric"], where=f"{where}.metric"),
-        "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"]),
+        "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"], MAX_NEW_TOKENS),
     }
 
 

@@ -62,6 +62,8 @@ def _read_json_list(path: Path, text: str) -> tuple[Example, ...]:
         records = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON: lists or objects nested too deeply") from None
     if not isinstance(records, list):  # pragma: no cover - the text starts with "["
         raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     return tuple(_example(path, record, f"record {i}") for i, record in enumerate(records))
@@ -82,6 +84,8 @@ def _read_json_lines(path: Path, text: str) -> tuple[Example, ...]:
             raise DataError(
                 f"{path}: malformed JSON Lines record at line {lineno}, column {err.colno}: {err.msg}{hint}"
             ) from None
+        except RecursionError:
+            raise DataError(f"{path}: malformed JSON Lines record at line {lineno}: nested too deeply") from None
         examples.append(_example(path, record, f"record {index} (line {lineno})"))
     return tuple(examples)
 

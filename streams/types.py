@@ -12,8 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from losia_cl.errors import DataError, UnknownNameError
+from losia_cl.names import check_name, check_unique
 
 from .metric_names import check_metric
+
+
+#: Longest generation a task may ask for per test prompt (tokens).
+MAX_NEW_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,13 @@ class Task:
     """A named task: training and test examples, the metric, the generation length.
 
     Attributes:
-        name: the task's name, unique within its stream (non-empty).
+        name: the task's name, unique within its stream; it becomes part of file names, so it is
+            restricted to a safe character set (:mod:`losia_cl.names`) and unique ignoring case.
         train: training examples (non-empty; any iterable is stored as a tuple).
         test: held-out test examples (non-empty; stored as a tuple).
         metric: the name of the scorer that grades generations on ``test``
             (one of :func:`losia_cl.metrics.scorers.scorer_names`).
-        max_new_tokens: how many tokens to generate per test prompt (≥ 1).
+        max_new_tokens: how many tokens to generate per test prompt (1 to :data:`MAX_NEW_TOKENS`).
     """
 
     name: str
@@ -56,8 +62,7 @@ class Task:
     max_new_tokens: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise DataError(f"Task.name must be a non-empty string, got {self.name!r}")
+        check_name("task", self.name, error=DataError)
         for split in ("train", "test"):
             examples = tuple(getattr(self, split))
             if not examples:
@@ -72,10 +77,11 @@ class Task:
         if (
             isinstance(self.max_new_tokens, bool)
             or not isinstance(self.max_new_tokens, int)
-            or self.max_new_tokens < 1
+            or not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS
         ):
             raise DataError(
-                f"task {self.name!r}: max_new_tokens must be a positive integer, got {self.max_new_tokens!r}"
+                f"task {self.name!r}: max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS}, "
+                f"got {self.max_new_tokens!r}"
             )
 
     def split(self, name: str) -> tuple[Example, ...]:
@@ -105,13 +111,10 @@ class Stream:
         tasks = tuple(self.tasks)
         if not tasks:
             raise DataError(f"stream {self.name!r} has no tasks")
-        seen: set[str] = set()
         for i, task in enumerate(tasks):
             if not isinstance(task, Task):
                 raise DataError(f"stream {self.name!r}: tasks[{i}] must be a Task, got {type(task).__name__}")
-            if task.name in seen:
-                raise DataError(f"stream {self.name!r}: task name {task.name!r} appears twice")
-            seen.add(task.name)
+        check_unique("task", (task.name for task in tasks), error=DataError, where=f"stream {self.name!r}")
         object.__setattr__(self, "tasks", tasks)
 
     @property

@@ -135,7 +135,9 @@ def test_missing_metric_without_defaults_hints_at_defaults(manifest):
 
 def test_bad_generation_length(manifest):
     expect_config_error(manifest, MANIFEST.replace("max_new_tokens = 4", "max_new_tokens = 0"),
-                        "key tasks[2].max_new_tokens: expected a positive integer, got 0")
+                        "key tasks[2].max_new_tokens: expected an integer from 1 to 4096, got 0")
+    expect_config_error(manifest, MANIFEST.replace("max_new_tokens = 4", "max_new_tokens = 1000000000"),
+                        "key tasks[2].max_new_tokens: expected an integer from 1 to 4096, got 1000000000")
     expect_config_error(manifest, MANIFEST.replace("max_new_tokens = 4", 'max_new_tokens = "4"'),
                         "key tasks[2].max_new_tokens")
 
@@ -181,3 +183,22 @@ def test_bad_record_in_a_data_file_names_file_and_record(manifest):
 def test_missing_manifest_file(tmp_path):
     with pytest.raises(DataError, match="stream manifest not found"):
         load_stream(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("../../../../etc/x", "contains a path separator"), ("a/b", "contains a path separator"),
+     ("..", "contains '..'"), ("a\\u0000b", "contains a NUL character")],
+)
+def test_task_names_that_would_leave_the_run_folder_are_refused(manifest, name, problem):
+    expect_config_error(manifest, MANIFEST.replace('name = "team"', f'name = "{name}"'),
+                        "key tasks[2].name: task name", problem)
+
+
+def test_task_names_equal_but_for_case_are_refused(manifest):
+    expect_config_error(manifest, MANIFEST.replace('name = "team"', 'name = "Priority"'),
+                        "key tasks[2].name: task 'Priority' collides with 'priority'")
+
+
+def test_deeply_nested_toml_is_a_one_line_error(manifest):
+    expect_config_error(manifest, "x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply")

@@ -101,3 +101,18 @@ def test_pretty_printed_object_is_reported_as_json_lines_error_with_hint(tmp_pat
     path.write_text('{\n  "prompt": "a",\n  "answer": "b"\n}\n')
     with pytest.raises(DataError, match=r"line 1.*a JSON file must hold a list of records"):
         read_examples(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "malformed JSON: lists or objects nested too deeply"),
+        ('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "record at line 1: nested too deeply"),
+    ],
+)
+def test_deeply_nested_json_is_a_data_error(tmp_path, content, needle):
+    path = tmp_path / "deep.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        read_examples(path)
+    assert str(path) in str(info.value) and needle in str(info.value)

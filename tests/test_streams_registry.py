@@ -74,9 +74,19 @@ def test_task_stores_tuples_and_is_frozen():
         ({"test": ()}, DataError, "task 't': the test split is empty"),
         ({"train": [("p", "a")]}, DataError, "train[0] must be an Example, got tuple"),
         ({"metric": "exact_match"}, UnknownNameError, "task 't': unknown metric 'exact_match'"),
-        ({"max_new_tokens": 0}, DataError, "max_new_tokens must be a positive integer, got 0"),
-        ({"max_new_tokens": True}, DataError, "max_new_tokens must be a positive integer"),
-        ({"name": " "}, DataError, "Task.name must be a non-empty string"),
+        ({"max_new_tokens": 0}, DataError, "max_new_tokens must be an integer from 1 to 4096, got 0"),
+        ({"max_new_tokens": True}, DataError, "max_new_tokens must be an integer from 1 to 4096"),
+        ({"max_new_tokens": 10**9}, DataError, "max_new_tokens must be an integer from 1 to 4096, got 1000000000"),
+        ({"name": " "}, DataError, "task name ' ' contains characters outside the safe set"),
+        ({"name": ""}, DataError, "task name '' must not be empty"),
+        ({"name": "../../../../etc/x"}, DataError, "contains a path separator"),
+        ({"name": "a/b"}, DataError, "task name 'a/b' contains a path separator"),
+        ({"name": "a\\b"}, DataError, "contains a path separator"),
+        ({"name": ".."}, DataError, "task name '..' contains '..'"),
+        ({"name": "a\x00b"}, DataError, "task name 'a\\x00b' contains a NUL character"),
+        ({"name": ".hidden"}, DataError, "outside the safe set"),
+        ({"name": "tab\there"}, DataError, "outside the safe set"),
+        ({"name": "x" * 121}, DataError, "is longer than 120 bytes"),
     ],
 )
 def test_task_validation(changes, error, needle):
@@ -97,6 +107,8 @@ def test_stream_validation_and_lookup():
         stream.task("c")
     with pytest.raises(DataError, match="task name 'a' appears twice"):
         Stream("s", [make_task("a"), make_task("a")])
+    with pytest.raises(DataError, match="task name 'FOMC' collides with 'fomc'"):
+        Stream("s", [make_task("fomc"), make_task("FOMC")])
     with pytest.raises(DataError, match="has no tasks"):
         Stream("s", [])
 
@@ -110,3 +122,8 @@ def test_importing_streams_does_not_import_heavy_libraries():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["C-STANCE", "NumGLUE-cm", "20Minuten", "Py150", "my task v1.2", "c++", "支持", "_x"])
+def test_task_names_of_real_streams_are_accepted(name):
+    assert make_task(name).name == name

@@ -90,7 +90,7 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
             try:
                 import torch
 
-                losses = torch.load(checkpoint, weights_only=False)["task_index"]
+                losses = torch.load(checkpoint, weights_only=True)["task_index"]
             except Exception:  # being replaced right now
                 losses = None
         if losses == 1:
@@ -121,6 +121,9 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
         (["run", "--epochs", "0", "--model", "tiny-llama"], "epochs = 0 is invalid"),
         (["run", "--batch-size", "-3"], "batch_size = -3 is invalid"),
         (["run", "--stream", "trace", "--data-dir", "/nonexistent/trace"], "/nonexistent/trace"),
+        (["run", "--lr", "inf"], "lr: losia=inf is invalid: it must be a number > 0 and <= 1"),
+        (["run", "--seed", "1" * 30], "seed = 111111111111111111111111111111 is invalid"),
+        (["run", "--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
+from losia_cl.names import check_name
+
+#: Allowed range of every integer field (bounds keep a typo from asking for years of work or all memory).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "seed": (0, 2**32 - 1),
+    "epochs": (1, 1000),
+    "max_steps": (1, 1_000_000),
+    "batch_size": (1, 65_536),
+    "grad_accum": (1, 65_536),
+    "max_length": (3, 1_048_576),
+    "max_train_examples": (1, 2**40),
+    "max_test_examples": (1, 2**40),
+    "eval_batch_size": (1, 65_536),
+    "checkpoint_every": (0, 1_000_000),
+}
+#: Integer fields that may be None (no cap).
+OPTIONAL = ("max_steps", "max_train_examples", "max_test_examples")
+#: The largest learning rate accepted (every method is Adam-based; beyond 1 training only diverges).
+MAX_LR = 1.0
+#: The largest gradient-clipping norm accepted.
+MAX_GRAD_NORM = 1e6
+#: Micro-batches one task may ask for (epochs × examples / batch size).
+MAX_MICRO_BATCHES = 1_000_000
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    """``value`` is an int or float (not a bool), finite, and in [low, high]."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and low <= value <= high)
 
 
 @dataclass
@@ -58,30 +91,34 @@ class RunConfig:
             raise ConfigError("methods: give at least one method")
         for name in self.methods:
             METHODS.get(name)  # UnknownNameError lists the known methods
+            check_name("method", name)
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods: {list(self.methods)} names a method twice")
         for name in self.lr:
             if name not in self.methods:
                 raise ConfigError(f"lr: {name!r} is not one of the methods run ({', '.join(self.methods)})")
-        for key in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+        for key, (low, high) in INT_RANGES.items():
             value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
-        for key in ("max_steps", "max_train_examples", "max_test_examples"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every = {self.checkpoint_every!r} is invalid: it must be an integer >= 0")
-        if self.max_grad_norm is not None and self.max_grad_norm < 0:
-            raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be >= 0")
+            if value is None and key in OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer from {low} to {high:,}"
+                                  + (" (or None)" if key in OPTIONAL else ""))
+        if self.max_grad_norm is not None and not _number_in(self.max_grad_norm, 0.0, MAX_GRAD_NORM):
+            raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be a number from 0 to "
+                              f"{MAX_GRAD_NORM:g} (0 or None: no clipping)")
         for name, value in self.lr.items():
-            if not value > 0:
-                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
-        if not isinstance(self.shuffle, bool):
-            raise ConfigError(f"shuffle = {self.shuffle!r} is invalid: it must be true or false")
+            if not _number_in(value, 0.0, MAX_LR) or value == 0:
+                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be a number > 0 and <= {MAX_LR:g}")
+        for key in ("shuffle", "chat_template", "resume", "progress", "report"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
+        if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or "\x00" in str(self.out)):
+            raise ConfigError(f"out = {self.out!r} is invalid: it must be a folder path without NUL characters")
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device = {self.device!r} is invalid: it must be auto, cpu, cuda or cuda:N")
 
     @property
     def out_dir(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -16,20 +17,31 @@ import torch
 
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.streams import Stream, load_stream, stream_options
-from losia_cl.trainer.config import RunConfig
-from losia_cl.trainer.files import atomic_write_json
-from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
+from losia_cl.methods import create_method
+from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
+from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
+from losia_cl.trainer.run_folder import RUN_FILE, check_run_folder, run_lock
+from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage, method_options
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "losia_cl.run/1"
+RUN_FORMAT = "losia_cl.run/1"  # run_folder.RUN_FORMAT_PREFIX marks a folder as ours
 BASE_SCORES = "base_scores.json"
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` asks for; :class:`ConfigError` if this machine does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device = {name!r} is invalid: no CUDA device is available on this machine "
+                              "(torch.cuda.is_available() is False); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device = {name!r} is invalid: this machine has {torch.cuda.device_count()} "
+                              f"CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def load_run_stream(config: RunConfig) -> Stream:
@@ -96,6 +108,56 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def _check_budget(config: RunConfig, stream: Stream) -> None:
+    """Refuse a task whose training would ask for more than :data:`MAX_MICRO_BATCHES` micro-batches."""
+    for task in stream:
+        micro = config.epochs * math.ceil(len(task.train) / config.batch_size)
+        if micro > MAX_MICRO_BATCHES:
+            raise ConfigError(
+                f"epochs = {config.epochs}: task {task.name!r} would take {micro:,} micro-batches "
+                f"({len(task.train):,} examples / batch size {config.batch_size} × {config.epochs} epochs), more "
+                f"than the limit {MAX_MICRO_BATCHES:,}; lower --epochs or --max-train-examples"
+            )
+
+
+def _check_methods(config: RunConfig) -> None:
+    """Build every method once (cheap: no model) so a bad method option stops the run before it starts."""
+    for name in config.methods:
+        try:
+            create_method(name, **method_options(config, name))
+        except TypeError as error:
+            raise ConfigError(f"method_options: {name}: {error}") from None
+
+
+def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
+    """Row 0 of the score matrix if an earlier start of this run computed it for these tasks."""
+    path = out / BASE_SCORES
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        logger.warning("%s is unreadable; the base model is scored again", path)
+        return None
+    if not isinstance(cached, dict) or cached.get("tasks") != stream.task_names:
+        return None
+    scores = cached.get("scores")
+    if not isinstance(scores, list) or len(scores) != len(stream) or not all(isinstance(v, float) for v in scores):
+        return None
+    return scores
+
+
+def _finished_results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise DataError(f"{path}: unreadable results ({type(error).__name__}); delete it to train that method "
+                        "again") from None
+    if not isinstance(results, dict):
+        raise DataError(f"{path}: not a results file; delete it to train that method again")
+    return results
+
+
 @dataclass
 class RunOutcome:
     out_dir: Path
@@ -103,16 +165,19 @@ class RunOutcome:
 
 
 def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
-    """Run every method of ``config`` on its stream; results under ``config.out_dir``."""
+    """Run every method of ``config`` on its stream; results under ``config.out_dir``.
+
+    Everything is validated before the first byte is written (the stream and its data, the run
+    folder, the device, every method's options, the model, which loads here unless an earlier
+    start already scored it), so a refused run leaves no trace and its corrected retry just works.
+    """
     from losia_cl.models import load_model
 
     stream = load_run_stream(config)
+    _check_budget(config, stream)
+    _check_methods(config)
     out = config.out_dir
-    run_file = out / "run.json"
-    if run_file.exists() and not config.resume:
-        raise DataError(f"{run_file} exists: pass --resume to continue that run, or choose another --out")
-    if config.resume and not run_file.exists():
-        logger.warning("--resume: %s has no run.json, starting a new run", out)
+    stored = check_run_folder(out, resume=config.resume)
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     run_info = {
@@ -130,39 +195,40 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "finished_at": None,
     }
-    if config.resume and run_file.exists():
-        stored = json.loads(run_file.read_text())
-        _check_same_run(stored.get("config", {}), run_info["config"], run_file)
+    if stored is not None:
+        _check_same_run(stored.get("config", {}), run_info["config"], out / RUN_FILE)
         run_info["started_at"] = stored.get("started_at", run_info["started_at"])
-    atomic_write_json(run_file, run_info)
 
     def loader():
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_scores = _base_scores(config, stream, loader, device)
-    results: dict[str, dict[str, Any]] = {}
-    for name in config.methods:
-        done = out / name / "results.json"
-        if config.resume and done.exists():
-            logger.info("%s: already finished, kept", name)
-            results[name] = json.loads(done.read_text())
-            continue
-        results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
-    run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(run_file, run_info)
+    base_scores = _cached_base_scores(out, stream) if stored is not None else None
+    base_model = loader() if base_scores is None else None  # a model that cannot load stops the run here
+    with run_lock(out):
+        check_run_folder(out, resume=config.resume)  # again: another process may have started a run meanwhile
+        remove_stale_temp_files(out)
+        atomic_write_json(inside(out, RUN_FILE), run_info)
+        if base_scores is None:
+            base_scores = _base_scores(config, stream, base_model, device)
+            base_model = None
+        results: dict[str, dict[str, Any]] = {}
+        for name in config.methods:
+            done = inside(out, name, "results.json")
+            if config.resume and done.exists():
+                logger.info("%s: already finished, kept", name)
+                results[name] = _finished_results(done)
+                continue
+            results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
+        run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(inside(out, RUN_FILE), run_info)
     return RunOutcome(out, results)
 
 
-def _base_scores(config: RunConfig, stream: Stream, loader, device: torch.device) -> list[float]:
+def _base_scores(config: RunConfig, stream: Stream, base_model: tuple[Any, Any], device: torch.device) -> list[float]:
     """Row 0 of every method's score matrix, computed once per run and cached in the run directory."""
-    path = config.out_dir / BASE_SCORES
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("tasks") == stream.task_names:
-            return cached["scores"]
-    model, tokenizer = loader()
-    scores = evaluate_stage(model, tokenizer, stream, config, device, config.out_dir / "base", 0)
-    atomic_write_json(path, {"tasks": stream.task_names, "scores": scores})
-    del model
+    model, tokenizer = base_model
+    del base_model
+    scores = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0)
+    atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores})
     return scores

@@ -21,10 +21,10 @@ from torch import nn
 from losia_cl.methods import Method, TaskContext, create_method
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
-from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
+from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
-from losia_cl.trainer.files import atomic_write_json, atomic_write_text
+from losia_cl.trainer.files import atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 
@@ -74,7 +74,7 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> N
     import json
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evaluation.predictions)
-    atomic_write_text(folder / "predictions" / f"stage{stage}-{evaluation.task}.jsonl", lines)
+    atomic_write_text(inside(folder, "predictions", f"stage{stage}-{evaluation.task}.jsonl"), lines)
 
 
 def evaluate_stage(
@@ -122,7 +122,7 @@ class SequentialTrainer:
         self.load_model = load_model
         self.device = device
         self.base_scores = base_scores
-        self.folder = config.out_dir / method_name
+        self.folder = inside(config.out_dir, method_name)
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -173,11 +173,7 @@ class SequentialTrainer:
             overlap.start_task(task.name)
             start = 0
             if checkpoint is not None and index == checkpoint.task_index:
-                model.load_state_dict(checkpoint.model)
-                optimizer.load_state_dict(checkpoint.optimizer)
-                if scheduler is not None and checkpoint.scheduler is not None:
-                    scheduler.load_state_dict(checkpoint.scheduler)
-                set_rng_state(checkpoint.rng)
+                checkpoint.restore(model, optimizer, scheduler, self.folder)
                 start, checkpoint = checkpoint.step, None
             else:
                 self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer, initial=True))
@@ -267,7 +263,7 @@ class SequentialTrainer:
             "steps": progress.steps,
             "losses": progress.losses,
         }
-        atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
-        atomic_write_json(self.folder / "results.json", results)
-        (self.folder / "checkpoint.pt").unlink(missing_ok=True)
+        atomic_write_text(inside(self.folder, "scores.csv"), _scores_csv(tasks, progress.scores))
+        atomic_write_json(inside(self.folder, "results.json"), results)
+        inside(self.folder, CHECKPOINT_NAME).unlink(missing_ok=True)
         return results

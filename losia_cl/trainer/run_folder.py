@@ -1,0 +1,103 @@
+"""The run folder (``--out``): whose it is, who holds it.
+
+losia-cl writes only into a folder that is absent, empty, or a losia-cl run folder (one that holds
+our ``run.json``); anything else is refused before a byte is written, so a mistyped ``--out`` can
+never overwrite or delete someone's files.  While a run or a resumption works in the folder it
+holds ``.losia-cl.lock`` (an OS file lock, released when the process ends, even on ``kill -9``),
+so a second process on the same folder stops with a one-line error instead of redoing the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from losia_cl.errors import ConfigError, DataError
+
+RUN_FILE = "run.json"
+RUN_FORMAT_PREFIX = "losia_cl.run/"
+LOCK_NAME = ".losia-cl.lock"
+
+
+def _nearest_existing(path: Path) -> Path:
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return parent
+    return Path(".")  # pragma: no cover - the root exists
+
+
+def read_run_file(out: Path) -> dict[str, Any]:
+    """The parsed ``run.json`` of ``out``; :class:`DataError` if it is not one losia-cl wrote."""
+    run_file = out / RUN_FILE
+    try:
+        stored = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise DataError(f"{run_file}: not a readable losia-cl run file ({type(error).__name__}); "
+                        f"{out} is not a losia-cl run folder, choose another --out") from None
+    if not isinstance(stored, dict) or not str(stored.get("format", "")).startswith(RUN_FORMAT_PREFIX):
+        raise DataError(f"{run_file}: not a losia-cl run file (no '{RUN_FORMAT_PREFIX}…' format); "
+                        f"{out} is not a losia-cl run folder, choose another --out")
+    return stored
+
+
+def check_run_folder(out: Path, *, resume: bool) -> dict[str, Any] | None:
+    """Refuse an ``--out`` that is not ours; the stored ``run.json`` when resuming, else ``None``.
+
+    A new run needs ``out`` absent or empty (a leftover lock file counts as empty) and writable;
+    ``resume`` needs a losia-cl run folder.  Nothing is written.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    if not out.exists():
+        if resume:
+            raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue; "
+                              "run without --resume to start one")
+        parent = _nearest_existing(out.parent)
+        if not parent.is_dir():
+            raise ConfigError(f"--out {out}: cannot be created, {parent} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {out}: cannot be created, {parent} is not writable")
+        return None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder is not writable")
+    if (out / RUN_FILE).exists():
+        stored = read_run_file(out)
+        if not resume:
+            raise ConfigError(f"{out / RUN_FILE} exists: pass --resume to continue that run, or choose another --out")
+        return stored
+    others = sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_NAME)
+    if resume:
+        raise ConfigError(f"--resume: {out} is not a losia-cl run folder (it has no {RUN_FILE}); "
+                          "run without --resume to start one" + (" in a new or empty folder" if others else ""))
+    if others:
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl run folder "
+                          f"(no {RUN_FILE}); choose a new or empty folder")
+    return None
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.losia-cl.lock`` (creating ``out``); :class:`ConfigError` if another process holds it."""
+    from filelock import FileLock, Timeout
+
+    from losia_cl.trainer.files import storage_error
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(out, error) from None
+    lock = FileLock(str(out / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"{out} is in use by another losia-cl process (it holds {out / LOCK_NAME}); "
+                          "wait for it to finish") from None
+    try:
+        yield
+    finally:
+        lock.release()
