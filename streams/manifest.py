@@ -38,10 +38,10 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError, UnknownNameError
+from losia_cl.toml_file import read_toml
 
 from .metric_names import check_metric
 from .records import read_examples
@@ -53,17 +53,6 @@ logger = logging.getLogger(__name__)
 TOP_KEYS = ("name", "description", "defaults", "tasks")
 DEFAULT_KEYS = ("metric", "max_new_tokens")
 TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
-
-
-def _toml() -> ModuleType:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ConfigError("reading a stream manifest on Python < 3.11 needs the 'tomli' package") from None
-    return tomllib
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: Sequence[str]) -> None:
@@ -86,17 +75,7 @@ def _positive_int(where: str, value: object) -> int:
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed TOML of a manifest; :class:`DataError` if missing, :class:`ConfigError` if not TOML."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: stream manifest not found" if not path.exists() else f"{path}: not a file")
-    tomllib = _toml()
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return read_toml(path, what="stream manifest")
 
 
 def load_manifest(

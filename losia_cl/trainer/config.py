@@ -38,7 +38,7 @@ class RunConfig:
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
-    progress: bool = documented("Show progress bars.", True)
+    progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
 
     def __post_init__(self) -> None:
