@@ -107,7 +107,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                  "max_test_examples", "eval_batch_size", "checkpoint_every"):
         option(name, type=int)
     option("max_grad_norm", type=float)
-    option("lr", type=_parse_lr, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number for all; each in (0, 1].")
+    option("lr", type=_parse_lr,
+           help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number for all; each in (0, 1].")
     option("shuffle", "--no-shuffle", action="store_false",
            help="Train on each task's examples in file order (default: a seeded shuffle every epoch).")
     option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])

@@ -26,6 +26,7 @@ import csv
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     kind = data_format(path)
+    if kind == "json":
+        _check_json_depth(path)
     try:
         records = _load(path, kind)
     except DataError:
@@ -139,6 +142,29 @@ def _one_line(err: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- JSON read value for value, precise places
+#: Deepest nesting of lists/objects accepted in a JSON file (records are flat; deeper input crashes parsers).
+MAX_JSON_DEPTH = 100
+#: A JSON string (skipped: brackets inside it do not nest) or one bracket.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+
+
+def _check_json_depth(path: Path) -> None:
+    """:class:`DataError` if lists/objects nest deeper than :data:`MAX_JSON_DEPTH` (a cheap scan, no parse)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file: {err.strerror or err}") from None
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        mark = token.group()[0]
+        if mark in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise DataError(f"{path}: malformed JSON: lists or objects nested more than {MAX_JSON_DEPTH} deep")
+        elif mark != '"':
+            depth = max(depth - 1, 0)
+
+
 def _read_json_exactly(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -151,8 +177,6 @@ def _read_json_exactly(path: Path) -> list[dict[str, Any]]:
             records = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-        except RecursionError:
-            raise DataError(f"{path}: malformed JSON: lists or objects nested too deeply") from None
         return list(records)
     records = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -167,8 +191,6 @@ def _read_json_exactly(path: Path) -> list[dict[str, Any]]:
             raise DataError(
                 f"{path}: malformed JSON Lines record at line {lineno}, column {err.colno}: {err.msg}{hint}"
             ) from None
-        except RecursionError:
-            raise DataError(f"{path}: malformed JSON Lines record at line {lineno}: nested too deeply") from None
     return records
 
 

@@ -120,8 +120,10 @@ def test_pretty_printed_object_then_a_broken_one_names_the_line_with_a_hint(tmp_
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        ("[" * 100_000 + "]" * 100_000, "malformed JSON: lists or objects nested too deeply"),
-        ('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "record at line 1: nested too deeply"),
+        ("[" * 100_000 + "]" * 100_000, "malformed JSON: lists or objects nested more than 100 deep"),
+        ('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "nested more than 100 deep"),
+        ('{"prompt": "' + "[" * 100_000 + '", "answer": "a"}\n' + '{"prompt": [[1]], "answer": "b"}\n',
+         "record 1 (line 2): field 'prompt'"),  # brackets inside strings do not count
     ],
 )
 def test_deeply_nested_json_is_a_data_error(tmp_path, content, needle):
