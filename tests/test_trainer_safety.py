@@ -274,3 +274,22 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space(tmp_path, ca
     assert lines[0].startswith(f"losia-cl: error: cannot write {out / 'run.json'}: no space left on the device (")
     assert " free in " in lines[0]
     assert not [p for p in out.rglob("*.tmp")]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_checkpoint_on_a_full_disk_names_the_path(tmp_path, monkeypatch):
+    import torch
+
+    from losia_cl.trainer.checkpoint import Checkpoint
+
+    real_fdopen = os.fdopen
+
+    def full_device(fd, mode):  # every write to the temporary file fails as on a full disk
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode)
+
+    monkeypatch.setattr("losia_cl.trainer.files.os.fdopen", full_device)
+    with pytest.raises(StorageError, match=r"cannot write .*checkpoint\.pt: no space left on the device"):
+        Checkpoint(task_index=0, step=1, model={"w": torch.ones(10_000)}, optimizer={}, scheduler=None, rng={},
+                   progress={}).save(tmp_path)
+    assert list(tmp_path.iterdir()) == []

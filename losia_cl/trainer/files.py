@@ -108,10 +108,37 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
+class _NotingErrors:
+    """A file handle that remembers the OSError of a failed write (torch.save hides it in a RuntimeError)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
     import torch
 
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    def save(handle: IO[bytes]) -> None:
+        noting = _NotingErrors(handle)
+        try:
+            torch.save(obj, noting)
+        except RuntimeError:
+            if noting.error is not None:
+                raise noting.error from None
+            raise
+
+    return atomic_write(path, save)
 
 
 def remove_stale_temp_files(root: str | os.PathLike[str]) -> list[Path]:
