@@ -27,6 +27,21 @@ def _parse_lr(text: str) -> dict[str, float]:
     return out
 
 
+def _parse_method_option(text: str) -> tuple[str, str, object]:
+    """``METHOD.key=value`` -> (method, key, value); the value is read as JSON when it parses, else as text."""
+    import json
+
+    target, sep, raw = text.partition("=")
+    method, dot, key = target.strip().partition(".")
+    if not (sep and dot and method and key):
+        raise argparse.ArgumentTypeError(f"--method-option: {text!r} is not METHOD.key=value")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return method, key.strip(), value
+
+
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     from losia_cl.trainer.config import RunConfig
 
@@ -48,6 +63,11 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], help=helps[name])
     p.add_argument("--max-grad-norm", type=float, default=defaults["max_grad_norm"], help=helps["max_grad_norm"])
     p.add_argument("--lr", type=_parse_lr, default={}, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number.")
+    p.add_argument("--method-option", type=_parse_method_option, action="append", default=[],
+                   metavar="METHOD.KEY=VALUE",
+                   help="A method option (repeatable), e.g. lora.rank=8, lora.per_task=true, "
+                        "losia.losia_options='{\"schedule\": \"sync\"}'; VALUE is read as JSON, else as text. "
+                        "`losia-cl methods` lists every method's options.")
     p.add_argument("--no-shuffle", action="store_true", help="Train on each task's examples in file order.")
     p.add_argument("--chat-template", action="store_true", help=helps["chat_template"])
     p.add_argument("--dtype", default=defaults["dtype"], help=helps["dtype"])
@@ -68,12 +88,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if "*" in lr:
         value = lr.pop("*")
         lr = {**{m: value for m in methods}, **lr}
+    options: dict[str, dict[str, object]] = {}
+    for method, key, value in args.method_option:
+        options.setdefault(method, {})[key] = value
     config = RunConfig(
         stream=args.stream, data_dir=args.data_dir, tasks=args.tasks, methods=methods, model=args.model,
         out=args.out, seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
         grad_accum=args.grad_accum, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
-        eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
+        eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr, method_options=options,
         shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
         progress=not args.no_progress, report=not args.no_report,
     )
@@ -102,11 +125,15 @@ def _cmd_streams(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from losia_cl.methods import METHODS
+    from losia_cl.methods import METHODS, option_defaults, option_help
 
     for name in METHODS.names():
         doc = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
         sys.stdout.write(f"{name:10s} {doc}\n")
+        if args.options:
+            defaults = option_defaults(name)
+            for key, text in option_help(name).items():
+                sys.stdout.write(f"    {name}.{key} (default {defaults[key]!r}): {text}\n")
     return 0
 
 
@@ -125,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
-    sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
+    methods = sub.add_parser("methods", help="list the training methods (--options: and their options)")
+    methods.add_argument("--options", action="store_true", help="also list every method's options")
+    methods.set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
-    sub.add_parser("bench", help="training-step speed and memory of full FT, LoRA, LoSiA, LoSiA-Pro "
-                                 "(losia-cl bench --help)")
+    sub.add_parser("bench", help="training-step speed and memory of the methods (losia-cl bench --help)")
     try:
         from losia_cl.report import add_cli
     except ImportError:  # pragma: no cover - the report package is part of the distribution
