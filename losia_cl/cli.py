@@ -125,6 +125,8 @@ def _cmd_streams(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
+    import json
+
     from losia_cl.methods import METHODS, option_defaults, option_help
 
     for name in METHODS.names():
@@ -133,7 +135,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
         if args.options:
             defaults = option_defaults(name)
             for key, text in option_help(name).items():
-                sys.stdout.write(f"    {name}.{key} (default {defaults[key]!r}): {text}\n")
+                sys.stdout.write(f"    {name}.{key} (default {json.dumps(defaults[key])}): {text}\n")
     return 0
 
 

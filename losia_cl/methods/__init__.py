@@ -25,11 +25,12 @@ from losia_cl.methods.base import (
     create_method,
     option_defaults,
     option_help,
+    options_markdown,
     register_method,
 )
 
 __all__ = ["METHODS", "ENTRY_POINT_GROUP", "ENV_VAR", "Method", "SubnetMethod", "TargetWeight", "TaskContext",
-           "create_method", "method_names", "option_defaults", "option_help", "register_method"]
+           "create_method", "method_names", "option_defaults", "option_help", "options_markdown", "register_method"]
 
 #: Entry-point group of method modules shipped by other distributions.
 ENTRY_POINT_GROUP = "losia_cl.methods"

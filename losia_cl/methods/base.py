@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -126,6 +127,16 @@ def option_defaults(name: str) -> dict[str, Any]:
     for f in fields(METHODS.get(name)):
         out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
     return out
+
+
+def options_markdown() -> str:
+    """A Markdown table of every registered method's options (the one in docs/methods.md)."""
+    lines = ["| method | option | default | meaning |", "|---|---|---|---|"]
+    for name in METHODS.names():
+        defaults = option_defaults(name)
+        for key, text in option_help(name).items():
+            lines.append(f"| `{name}` | `{key}` | `{json.dumps(defaults[key])}` | {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def create_method(name: str, **options: Any) -> Method:

@@ -1,4 +1,4 @@
-"""Forgetting-analysis reports of finished runs (issue 7).
+"""Forgetting-analysis reports of finished runs.
 
 * :func:`build_report` — one run (or several seeds of one setup): a
   self-contained HTML page, a Markdown summary and every figure as PNG + SVG;

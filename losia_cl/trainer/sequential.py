@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
+from losia_cl.results import MethodResults
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
@@ -29,9 +30,6 @@ from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
 
 logger = logging.getLogger(__name__)
-
-RESULTS_FORMAT = "losia_cl.results/1"
-
 
 @dataclass
 class Progress:
@@ -228,26 +226,25 @@ class SequentialTrainer:
 
         tasks = self.stream.task_names
         progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
-        results = {
-            "format": RESULTS_FORMAT,
-            "method": self.method_name,
-            "method_options": self.method.options(),
-            "tasks": tasks,
-            "task_metrics": {t.name: t.metric for t in self.stream},
-            "scores": progress.scores,
-            "metrics": cl_metrics(progress.scores).to_dict(),
-            "subnet_overlap": overlap.summary() if overlap is not None else None,
-            "stability": stability.summary(),
-            "trainable_parameters": progress.trainable_parameters,
-            "total_parameters": total_parameters,
-            "train_seconds": progress.train_seconds,
-            "eval_seconds": progress.eval_seconds,
-            "peak_memory_bytes": progress.peak_memory_bytes,
-            "seed": self.config.seed,
-            "steps": progress.steps,
-            "losses": progress.losses,
-            "method_record": progress.method_record,
-        }
+        results = MethodResults(
+            method=self.method_name,
+            method_options=self.method.options(),
+            tasks=tasks,
+            task_metrics={t.name: t.metric for t in self.stream},
+            scores=progress.scores,
+            metrics=cl_metrics(progress.scores).to_dict(),
+            subnet_overlap=overlap.summary() if overlap is not None else None,
+            stability=stability.summary(),
+            trainable_parameters=progress.trainable_parameters,
+            total_parameters=total_parameters,
+            train_seconds=progress.train_seconds,
+            eval_seconds=progress.eval_seconds,
+            peak_memory_bytes=progress.peak_memory_bytes,
+            seed=self.config.seed,
+            steps=progress.steps,
+            losses=progress.losses,
+            method_record=progress.method_record,
+        ).to_json()
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
         atomic_write_json(self.folder / "results.json", results)
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)
