@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -165,21 +165,3 @@ def require(ok: bool, method: str, option: str, value: Any, allowed: str) -> Non
 def is_number(value: Any) -> bool:
     """A real number (bools excluded)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class DenseMethodDefaults:
-    """The :class:`Method` parts shared by methods without subnets (full fine-tuning, peft adapters)."""
-
-    def target_weights(self, model: nn.Module) -> list[TargetWeight]:
-        from losia_cl.methods.weights import block_linear_weights
-
-        return block_linear_weights(model)
-
-    def trainable_parameters(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    def options(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
-
-    def describe(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        return {}

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from losia_cl.fields import documented
-from losia_cl.methods.base import DenseMethodDefaults, TaskContext, is_number, register_method, require
+from losia_cl.methods.base import TaskContext, is_number, register_method, require
+from losia_cl.methods.dense import DenseMethodDefaults
 from losia_cl.methods.schedule import envelope_scheduler
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from losia_cl.fields import documented
-from losia_cl.methods.base import DenseMethodDefaults, TaskContext, is_number, require
+from losia_cl.methods.base import TaskContext, is_number, require
+from losia_cl.methods.dense import DenseMethodDefaults
 from losia_cl.methods.full import check_envelope
 from losia_cl.methods.schedule import envelope_scheduler
 from losia_cl.optim.targets import find_targets, subnet_size
