@@ -15,6 +15,10 @@ from losia_cl.fields import documented
 from losia_cl.names import check_name, name_problem
 from losia_cl.streams.own_data import default_task_name, is_data_file_path
 from losia_cl.streams.types import Stream
+from losia_cl.trainer.plan import BatchPlan
+
+_PLAN_HELP = {f.name: f.metadata["help"] for f in fields(BatchPlan)}
+_PLAN_DEFAULT = {f.name: f.default for f in fields(BatchPlan)}
 
 
 #: Allowed range of every integer field (bounds keep a typo from asking for years of work or all memory).
@@ -68,19 +72,21 @@ class RunConfig:
     model: str = documented("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
     out: str | None = documented("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
     seed: int = documented("Seed of data order, initialisation and subnets.", 0)
-    shuffle: bool = documented("Shuffle each task's training examples every epoch (seeded); False: file order.", True)
-    epochs: int = documented("Epochs over each task's training examples.", 1)
-    max_steps: int | None = documented("Cap on optimizer steps per task (default: no cap).", None)
-    batch_size: int = documented("Training examples per micro-batch.", 8)
-    grad_accum: int = documented("Micro-batches per optimizer step.", 1)
+    shuffle: bool = documented(_PLAN_HELP["shuffle"], _PLAN_DEFAULT["shuffle"])
+    epochs: int = documented(_PLAN_HELP["epochs"], _PLAN_DEFAULT["epochs"])
+    max_steps: int | None = documented(_PLAN_HELP["max_steps"], _PLAN_DEFAULT["max_steps"])
+    batch_size: int = documented(_PLAN_HELP["batch_size"], _PLAN_DEFAULT["batch_size"])
+    grad_accum: int = documented(_PLAN_HELP["grad_accum"], _PLAN_DEFAULT["grad_accum"])
     max_grad_norm: float | None = documented("Gradient-norm clipping (None/0: off).", 1.0)
     max_length: int = documented("Token budget of prompt + answer (the prompt's start is cut first).", 256)
     max_train_examples: int | None = documented("Training examples per task (default: all).", None)
     max_test_examples: int | None = documented("Test examples per task (default: all).", None)
     eval_batch_size: int = documented("Prompts per generation batch.", 32)
     checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
-    lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None, )
-    method_options: dict[str, dict[str, Any]] = documented("Extra options per method (see each method's class).", None)
+    lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None)
+    method_options: dict[str, dict[str, Any]] = documented(
+        "Options per method, {method: {option: value}} (`losia-cl methods --options` lists them).", None
+    )
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
@@ -99,7 +105,7 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        from losia_cl.methods import METHODS
+        from losia_cl.methods import METHODS, create_method
 
         if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
             raise ConfigError(f"stream = {self.stream!r:.60} is invalid: give a stream name, a path or a Stream")
@@ -110,9 +116,10 @@ class RunConfig:
             check_name("method", name)
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods: {list(self.methods)} names a method twice")
-        for name in self.lr:
-            if name not in self.methods:
-                raise ConfigError(f"lr: {name!r} is not one of the methods run ({', '.join(self.methods)})")
+        for key, given in (("lr", self.lr), ("method_options", self.method_options)):
+            for name in given:
+                if name not in self.methods:
+                    raise ConfigError(f"{key}: {name!r} is not one of the methods run ({', '.join(self.methods)})")
         for key, (low, high) in INT_RANGES.items():
             value = getattr(self, key)
             if value is None and key in OPTIONAL:
@@ -120,13 +127,14 @@ class RunConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer from {low} to {high:,}"
                                   + (" (or None)" if key in OPTIONAL else ""))
+        self.batch_plan  # noqa: B018  (validates shuffle, and the plan's own rules)
         if self.max_grad_norm is not None and not _number_in(self.max_grad_norm, 0.0, MAX_GRAD_NORM):
             raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be a number from 0 to "
                               f"{MAX_GRAD_NORM:g} (0 or None: no clipping)")
         for name, value in self.lr.items():
             if not _number_in(value, 0.0, MAX_LR) or value == 0:
                 raise ConfigError(f"lr: {name}={value!r} is invalid: it must be a number > 0 and <= {MAX_LR:g}")
-        for key in ("shuffle", "chat_template", "resume", "progress", "report"):
+        for key in ("chat_template", "resume", "progress", "report"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
         if self.dtype not in ("float32", "bfloat16"):
@@ -135,6 +143,21 @@ class RunConfig:
             raise ConfigError(f"out = {self.out!r} is invalid: it must be a folder path without NUL characters")
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise ConfigError(f"device = {self.device!r} is invalid: it must be auto, cpu, cuda or cuda:N")
+        for name in self.methods:
+            create_method(name, **self.options_for(name))  # unknown options and bad values, before any model loads
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``."""
+        options = dict(self.method_options.get(method, {}))
+        if method in self.lr:
+            options["lr"] = self.lr[method]
+        return options
+
+    @property
+    def batch_plan(self) -> BatchPlan:
+        """The per-task training budget and data order of this run."""
+        return BatchPlan(epochs=self.epochs, batch_size=self.batch_size, grad_accum=self.grad_accum,
+                         max_steps=self.max_steps, shuffle=self.shuffle, seed=self.seed)
 
     @property
     def out_dir(self) -> Path:

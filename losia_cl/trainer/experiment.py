@@ -16,17 +16,16 @@ from typing import Any
 import torch
 
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.methods import create_method
+from losia_cl.results import RunInfo, read_results
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
 from losia_cl.trainer.run_folder import RUN_FILE, check_run_folder, run_lock
-from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage, method_options
+from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "losia_cl.run/1"  # run_folder.RUN_FORMAT_PREFIX marks a folder as ours
 BASE_SCORES = "base_scores.json"
 
 
@@ -119,15 +118,6 @@ def _check_budget(config: RunConfig, stream: Stream) -> None:
             )
 
 
-def _check_methods(config: RunConfig) -> None:
-    """Build every method once (cheap: no model) so a bad method option stops the run before it starts."""
-    for name in config.methods:
-        try:
-            create_method(name, **method_options(config, name))
-        except TypeError as error:
-            raise ConfigError(f"method_options: {name}: {error}") from None
-
-
 def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
     """Row 0 of the score matrix if an earlier start of this run computed it for these tasks."""
     path = out / BASE_SCORES
@@ -146,17 +136,6 @@ def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
     return scores
 
 
-def _finished_results(path: Path) -> dict[str, Any]:
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise DataError(f"{path}: unreadable results ({type(error).__name__}); delete it to train that method "
-                        "again") from None
-    if not isinstance(results, dict):
-        raise DataError(f"{path}: not a results file; delete it to train that method again")
-    return results
-
-
 @dataclass
 class RunOutcome:
     out_dir: Path
@@ -166,37 +145,27 @@ class RunOutcome:
 def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
     """Run every method of ``config`` on its stream; results under ``config.out_dir``.
 
-    Everything is validated before the first byte is written (the stream and its data, the run
-    folder, the device, every method's options, the model, which loads here unless an earlier
-    start already scored it), so a refused run leaves no trace and its corrected retry just works.
+    Everything is validated before the first byte is written (the config and every method's options,
+    the stream and its data, the run folder, the device, the model, which loads here unless an
+    earlier start already scored it), so a refused run leaves no trace and its corrected retry just works.
     """
     from losia_cl.models import load_model
 
     stream = load_run_stream(config)
     _check_budget(config, stream)
-    _check_methods(config)
     out = config.out_dir
     stored = check_run_folder(out, resume=config.resume)
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
-    run_info = {
-        "format": RUN_FORMAT,
-        "command": command or [],
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "stream": stream.name,
-        "tasks": stream.task_names,
-        "task_metrics": {t.name: t.metric for t in stream},
-        "model": config.model,
-        "methods": list(config.methods),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_at": None,
-    }
+    run_info = RunInfo(
+        stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
+        seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
+        command=command or [], versions=_versions(), git_commit=_git_commit(),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     if stored is not None:
-        _check_same_run(stored.get("config", {}), run_info["config"], out / RUN_FILE)
-        run_info["started_at"] = stored.get("started_at", run_info["started_at"])
+        _check_same_run(stored.config or {}, run_info.config or {}, out / RUN_FILE)
+        run_info.started_at = stored.started_at or run_info.started_at
 
     def loader():
         torch.manual_seed(config.seed)
@@ -207,7 +176,7 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
     with run_lock(out):
         check_run_folder(out, resume=config.resume)  # again: another process may have started a run meanwhile
         remove_stale_temp_files(out)
-        atomic_write_json(inside(out, RUN_FILE), run_info)
+        atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
         if base_scores is None:
             base_scores = _base_scores(config, stream, base_model, device)
             base_model = None
@@ -216,11 +185,11 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
             done = inside(out, name, "results.json")
             if config.resume and done.exists():
                 logger.info("%s: already finished, kept", name)
-                results[name] = _finished_results(done)
+                results[name] = read_results(done).to_json()
                 continue
             results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
-        run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        atomic_write_json(inside(out, RUN_FILE), run_info)
+        run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
     return RunOutcome(out, results)
 
 

@@ -9,7 +9,6 @@ so a second process on the same folder stops with a one-line error instead of re
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import RUN_FORMAT, RunInfo, read_json
+from losia_cl.trainer.files import storage_error
 
 RUN_FILE = "run.json"
-RUN_FORMAT_PREFIX = "losia_cl.run/"
+#: What every losia-cl run.json format starts with (this version writes results.RUN_FORMAT).
+RUN_FORMAT_PREFIX = RUN_FORMAT.split("/")[0] + "/"
 LOCK_NAME = ".losia-cl.lock"
 
 
@@ -30,21 +32,17 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")  # pragma: no cover - the root exists
 
 
-def read_run_file(out: Path) -> dict[str, Any]:
-    """The parsed ``run.json`` of ``out``; :class:`DataError` if it is not one losia-cl wrote."""
+def _read_run_file(out: Path) -> dict[str, Any]:
+    """The JSON of ``out/run.json``; :class:`DataError` if it is not one losia-cl wrote."""
     run_file = out / RUN_FILE
-    try:
-        stored = json.loads(run_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise DataError(f"{run_file}: not a readable losia-cl run file ({type(error).__name__}); "
-                        f"{out} is not a losia-cl run folder, choose another --out") from None
-    if not isinstance(stored, dict) or not str(stored.get("format", "")).startswith(RUN_FORMAT_PREFIX):
+    data = read_json(run_file)
+    if not str(data.get("format", "")).startswith(RUN_FORMAT_PREFIX):
         raise DataError(f"{run_file}: not a losia-cl run file (no '{RUN_FORMAT_PREFIX}…' format); "
                         f"{out} is not a losia-cl run folder, choose another --out")
-    return stored
+    return data
 
 
-def check_run_folder(out: Path, *, resume: bool) -> dict[str, Any] | None:
+def check_run_folder(out: Path, *, resume: bool) -> RunInfo | None:
     """Refuse an ``--out`` that is not ours; the stored ``run.json`` when resuming, else ``None``.
 
     A new run needs ``out`` absent or empty (a leftover lock file counts as empty) and writable;
@@ -65,10 +63,10 @@ def check_run_folder(out: Path, *, resume: bool) -> dict[str, Any] | None:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: the folder is not writable")
     if (out / RUN_FILE).exists():
-        stored = read_run_file(out)
+        stored = _read_run_file(out)
         if not resume:
             raise ConfigError(f"{out / RUN_FILE} exists: pass --resume to continue that run, or choose another --out")
-        return stored
+        return RunInfo.from_json(stored, out / RUN_FILE)
     others = sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_NAME)
     if resume:
         raise ConfigError(f"--resume: {out} is not a losia-cl run folder (it has no {RUN_FILE}); "
@@ -84,8 +82,6 @@ def check_run_folder(out: Path, *, resume: bool) -> dict[str, Any] | None:
 def run_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.losia-cl.lock`` (creating ``out``); :class:`ConfigError` if another process holds it."""
     from filelock import FileLock, Timeout
-
-    from losia_cl.trainer.files import storage_error
 
     try:
         out.mkdir(parents=True, exist_ok=True)
