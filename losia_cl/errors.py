@@ -31,6 +31,13 @@ class DataError(LosiaError, ValueError):
     """
 
 
+class WriteError(LosiaError, OSError):
+    """An output file could not be written (a full disk, a missing permission).
+
+    The message names the file, the reason and, when known, the free space.
+    """
+
+
 class UnknownNameError(LosiaError, ValueError):
     """A name was looked up in a registry that does not hold it."""
 

@@ -46,7 +46,6 @@ def build_report(run_dirs: Sequence[str | Path] | str | Path, out: str | Path | 
     check_same_setup(loaded)
     out = resolve_out(out, loaded[0].path / "report" / "report.html")
     runs = ReportRuns.of(loaded)
-    out.parent.mkdir(parents=True, exist_ok=True)
     writer = FigureWriter(out.parent)
     sections = [s for s in (spec.build(runs, writer) for spec in report_sections()) if s is not None]
     sections.append(how_to_read_section(sections))

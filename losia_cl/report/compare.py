@@ -41,7 +41,6 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     out = resolve_out(out, runs[0].path / "report" / "compare.html")
     labels = _run_labels(runs)
     per_run = [(label, group_seeds([run])) for label, run in zip(labels, runs)]
-    out.parent.mkdir(parents=True, exist_ok=True)
     writer = FigureWriter(out.parent)
 
     overview = KeyValues([(label, f"{run.path} — stream {run.stream}, model {run.model}, {len(run.tasks)} tasks, "

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's object-oriented API.
 
 Every function builds a fresh :class:`matplotlib.figure.Figure` (no pyplot, no
-global figure state) and returns it; :func:`save_figure` writes it as PNG and
+global figure state) and returns it; :func:`render_figure` renders it as PNG and
 SVG.  matplotlib is imported inside the functions, so importing this module is
 cheap.  Style settings are applied with ``matplotlib.rc_context`` for the
 duration of one figure only.
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DPI",
     "RenderedFigure",
-    "save_figure",
+    "render_figure",
     "method_colors",
     "score_matrix_figure",
     "forgetting_curves_figure",
@@ -68,7 +68,7 @@ _EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939
 
 @dataclass(frozen=True)
 class RenderedFigure:
-    """A figure written to disk: ``png`` and ``svg`` paths and the PNG bytes (for embedding)."""
+    """A rendered figure: the bytes of its PNG and SVG files and the paths they are written to."""
 
     name: str
     title: str
@@ -76,6 +76,7 @@ class RenderedFigure:
     png: Path
     svg: Path
     png_bytes: bytes
+    svg_bytes: bytes
 
 
 @contextmanager
@@ -92,19 +93,17 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> RenderedFigure:
-    """Write ``fig`` as ``out_dir/name.png`` and ``out_dir/name.svg`` (no timestamps: reproducible bytes)."""
-    buf = io.BytesIO()
+def render_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> RenderedFigure:
+    """Render ``fig`` as PNG and SVG bytes for ``out_dir/name.png`` and ``out_dir/name.svg``.
+
+    The files carry no timestamps (reproducible bytes); nothing is written here.
+    """
+    png_buf, svg_buf = io.BytesIO(), io.BytesIO()
     with _style():
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-        png_bytes = buf.getvalue()
-        svg_buf = io.BytesIO()
+        fig.savefig(png_buf, format="png", dpi=DPI, metadata={"Software": None})
         fig.savefig(svg_buf, format="svg", metadata={"Date": None, "Creator": None})
-    png = out_dir / f"{name}.png"
-    svg = out_dir / f"{name}.svg"
-    png.write_bytes(png_bytes)
-    svg.write_bytes(svg_buf.getvalue())
-    return RenderedFigure(name=name, title=title, caption=caption, png=png, svg=svg, png_bytes=png_bytes)
+    return RenderedFigure(name=name, title=title, caption=caption, png=out_dir / f"{name}.png",
+                          svg=out_dir / f"{name}.svg", png_bytes=png_buf.getvalue(), svg_bytes=svg_buf.getvalue())
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, str]:
