@@ -53,6 +53,7 @@ _STYLE = {
     "legend.fontsize": 7,
     "svg.hashsalt": "losia-cl",  # deterministic ids in the SVG files
     "svg.fonttype": "path",
+    "text.parse_math": False,  # task and method names are plain text: a "$" is a dollar sign
 }
 
 _KNOWN_COLORS = {
