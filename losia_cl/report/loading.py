@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from losia_cl.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_FORMAT", "RESULTS_FORMAT", "MethodResult", "RunData", "load_run", "load_runs"]
+__all__ = ["RUN_FORMAT", "RESULTS_FORMAT", "MethodResult", "RunData", "load_run", "load_runs", "brief"]
 
 RUN_FORMAT = "losia_cl.run/1"
 RESULTS_FORMAT = "losia_cl.results/1"
@@ -41,6 +42,16 @@ METRIC_KEYS = ("average_performance", "bwt", "fwt", "forgetting", "learning_accu
 _CURVE_KEYS = ("average_performance_curve", "bwt_curve", "forgetting_curve")
 #: tolerance when checking the stored metrics against the ones recomputed from the scores.
 _METRIC_TOLERANCE = 1e-6
+#: largest integer a count or a size may hold (int64, as the trainer writes them).
+MAX_INT = 2**63 - 1
+#: deepest nesting of free-form objects (``method_options``) the report prints.
+_MAX_DEPTH = 64
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlong = 24
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = 6
+_repr.maxlevel = 3
 
 
 @dataclass(frozen=True)
@@ -134,17 +145,46 @@ def _where(path: Path, key: str) -> str:
     return f"{path}: key {key!r}"
 
 
+def brief(value: Any) -> str:
+    """A short ``repr`` of a value read from a file, for one-line messages (long values are cut with ``...``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**24:
+        return f"{'-' if value < 0 else ''}an integer of {len(str(abs(value)))} digits"
+    return _repr.repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is a finite float (integers too large for a float are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                        "the file is damaged or not a results file") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (was writing it interrupted?)")
+    try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not readable JSON: arrays or objects are nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        reason = str(exc).splitlines()[0].split("; use sys.")[0]
+        raise DataError(f"{path}: not readable JSON: {reason}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     return data
@@ -160,35 +200,60 @@ def _get(data: Mapping[str, Any], key: str, path: Path, *, required: bool = True
 
 def _as_str(value: Any, path: Path, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise DataError(f"{_where(path, key)} must be a non-empty string, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be a non-empty string, got {brief(value)}")
     return value
 
 
 def _as_int(value: Any, path: Path, key: str, *, minimum: int | None = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise DataError(f"{_where(path, key)} must be an integer, got {value!r}")
+    if isinstance(value, float) and _is_number(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{_where(path, key)} must be an integer, got {brief(value)}")
+    if abs(value) > MAX_INT:
+        raise DataError(f"{_where(path, key)} = {brief(value)} is out of range (at most 2**63 - 1 in magnitude)")
     if minimum is not None and value < minimum:
         raise DataError(f"{_where(path, key)} must be >= {minimum}, got {value!r}")
-    return int(value)
+    return value
 
 
 def _as_float(value: Any, path: Path, key: str, *, minimum: float | None = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DataError(f"{_where(path, key)} must be a finite number, got {value!r}")
+    if not _is_number(value):
+        raise DataError(f"{_where(path, key)} must be a finite number, got {brief(value)}")
     if minimum is not None and value < minimum:
-        raise DataError(f"{_where(path, key)} must be >= {minimum}, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be >= {minimum}, got {brief(value)}")
     return float(value)
 
 
 def _as_str_list(value: Any, path: Path, key: str, *, nonempty: bool = True) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise DataError(f"{_where(path, key)} must be a list of non-empty strings, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be a list of non-empty strings, got {brief(value)}")
     if nonempty and not value:
         raise DataError(f"{_where(path, key)} must not be empty")
     if len(set(value)) != len(value):
         dup = sorted({v for v in value if value.count(v) > 1})
-        raise DataError(f"{_where(path, key)} repeats {dup}")
+        raise DataError(f"{_where(path, key)} repeats {brief(dup)}")
     return tuple(value)
+
+
+def _as_folder_names(value: Any, path: Path, key: str) -> tuple[str, ...]:
+    """Method names: each is the name of a folder in the run directory (one path component)."""
+    names = _as_str_list(value, path, key, nonempty=False)
+    for i, name in enumerate(names):
+        if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+            raise DataError(f"{_where(path, f'{key}[{i}]')} = {brief(name)} is not a folder name "
+                            "(a method's results lie in RUN_DIR/<method>/; no '/', '\\', '.' or '..')")
+    return names
+
+
+def _check_depth(value: Any, path: Path, key: str) -> None:
+    """Free-form objects the report prints may nest at most :data:`_MAX_DEPTH` levels."""
+    level = [value]
+    for _ in range(_MAX_DEPTH):
+        level = [v for item in level if isinstance(item, (dict, list))
+                 for v in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return
+    raise DataError(f"{_where(path, key)} is nested more than {_MAX_DEPTH} levels deep")
 
 
 def _as_dict(value: Any, path: Path, key: str, *, nullable: bool = False) -> dict[str, Any] | None:
@@ -198,6 +263,14 @@ def _as_dict(value: Any, path: Path, key: str, *, nullable: bool = False) -> dic
         kind = "an object or null" if nullable else "an object"
         raise DataError(f"{_where(path, key)} must be {kind}, got {type(value).__name__}")
     return value
+
+
+def _as_optional_numbers(row: Any, path: Path, key: str, keys: Sequence[str]) -> None:
+    """``row[k]`` is a finite number or null (or absent) for each of ``keys``."""
+    for k in keys:
+        value = row.get(k)
+        if value is not None and not _is_number(value):
+            raise DataError(f"{_where(path, f'{key}.{k}')} must be a finite number or null, got {brief(value)}")
 
 
 def _as_optional_number(value: Any, path: Path, key: str) -> float | None:
@@ -219,25 +292,30 @@ def _read_run_json(run_dir: Path) -> dict[str, Any]:
     info = _read_json(path)
     fmt = _get(info, "format", path)
     if fmt != RUN_FORMAT:
-        raise DataError(f"{_where(path, 'format')} is {fmt!r}, expected {RUN_FORMAT!r}")
+        raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RUN_FORMAT!r}")
     _as_str(_get(info, "stream", path), path, "stream")
     _as_str(_get(info, "model", path), path, "model")
     tasks = _as_str_list(_get(info, "tasks", path), path, "tasks")
-    _as_str_list(_get(info, "methods", path), path, "methods", nonempty=False)
+    _as_folder_names(_get(info, "methods", path), path, "methods")
     _as_int(_get(info, "seed", path), path, "seed", minimum=None)
     tm = _as_dict(_get(info, "task_metrics", path, required=False) or {}, path, "task_metrics")
     unknown = sorted(set(tm) - set(tasks))
     if unknown:
-        raise DataError(f"{_where(path, 'task_metrics')} names tasks not in 'tasks': {unknown}")
+        raise DataError(f"{_where(path, 'task_metrics')} names tasks not in 'tasks': {brief(unknown)}")
     for key in ("versions", "config"):
         _as_dict(_get(info, key, path, required=False), path, key, nullable=True)
     for key in ("git_commit", "started_at", "finished_at"):
         value = info.get(key)
         if value is not None and not isinstance(value, str):
-            raise DataError(f"{_where(path, key)} must be a string or null, got {value!r}")
+            raise DataError(f"{_where(path, key)} must be a string or null, got {brief(value)}")
     command = info.get("command")
     if command is not None and not (isinstance(command, list) and all(isinstance(c, str) for c in command)):
-        raise DataError(f"{_where(path, 'command')} must be a list of strings, got {command!r}")
+        raise DataError(f"{_where(path, 'command')} must be a list of strings, got {brief(command)}")
+    versions = info.get("versions")
+    if versions:
+        for name, value in versions.items():
+            if isinstance(value, (dict, list)):
+                raise DataError(f"{_where(path, f'versions.{name}')} must be a version string, got {brief(value)}")
     return info
 
 
@@ -257,8 +335,8 @@ def _validate_scores(value: Any, path: Path, tasks: Sequence[str]) -> np.ndarray
         if len(row) != t:
             raise DataError(f"{_where(path, f'scores[{i}]')} has {len(row)} values, expected {t} (one per task)")
         for j, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {v!r}")
+            if not _is_number(v):
+                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}")
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"{_where(path, f'scores[{i}][{j}]')} = {v!r} is outside [0, 1]")
     return np.asarray(value, dtype=np.float64)
@@ -277,7 +355,7 @@ def _validate_metrics(value: Any, path: Path, scores: np.ndarray) -> dict[str, A
         got, want = metrics[key], expected[key]
         if want is None:
             if got is not None:
-                raise DataError(f"{_where(path, f'metrics.{key}')} must be null with {t} task(s), got {got!r}")
+                raise DataError(f"{_where(path, f'metrics.{key}')} must be null with {t} task(s), got {brief(got)}")
             continue
         got_f = _as_float(got, path, f"metrics.{key}", minimum=None)
         if abs(got_f - want) > _METRIC_TOLERANCE:
@@ -328,15 +406,49 @@ def _validate_overlap(value: Any, path: Path, tasks: Sequence[str]) -> dict[str,
     if per_layer is not None:
         _as_dict(per_layer, path, "subnet_overlap.per_layer")
         for layer, entry in per_layer.items():
-            try:
-                int(layer)
-            except ValueError:
-                raise DataError(f"{_where(path, 'subnet_overlap.per_layer')}: layer key {layer!r} is not an integer") from None
+            _layer_key(layer, path, "subnet_overlap.per_layer")
             _as_dict(entry, path, f"subnet_overlap.per_layer.{layer}")
+            _as_optional_numbers(entry, path, f"subnet_overlap.per_layer.{layer}", ("mean_jaccard", "mean_ratio"))
+    per_matrix = summary.get("per_matrix")
+    if per_matrix is not None:
+        _as_dict(per_matrix, path, "subnet_overlap.per_matrix")
+        for name, stats in per_matrix.items():
+            where = f"subnet_overlap.per_matrix.{name}"
+            _as_dict(stats, path, where)
+            layer = stats.get("layer")
+            if layer is not None:
+                _as_int(layer, path, f"{where}.layer", minimum=None)
+            coverage = stats.get("coverage")
+            if coverage is not None:
+                if not isinstance(coverage, list) or len(coverage) != n:
+                    raise DataError(f"{_where(path, f'{where}.coverage')} must be a list of {n} values (one per task)")
+                for i, v in enumerate(coverage):
+                    if v is not None:
+                        _as_float(v, path, f"{where}.coverage[{i}]")
+            chance = stats.get("coverage_jaccard_chance")
+            if chance is not None:
+                if not isinstance(chance, list) or not all(isinstance(r, list) for r in chance):
+                    raise DataError(f"{_where(path, f'{where}.coverage_jaccard_chance')} must be a list of lists")
+                for a, row in enumerate(chance):
+                    for b, v in enumerate(row):
+                        if v is not None and not _is_number(v):
+                            raise DataError(f"{_where(path, f'{where}.coverage_jaccard_chance[{a}][{b}]')} must be "
+                                            f"a finite number or null, got {brief(v)}")
     extra = [t for t in summary["tasks"] if t not in tasks]
     if extra:
-        raise DataError(f"{_where(path, 'subnet_overlap.tasks')} names tasks not in 'tasks': {extra}")
+        raise DataError(f"{_where(path, 'subnet_overlap.tasks')} names tasks not in 'tasks': {brief(extra)}")
     return summary
+
+
+def _layer_key(layer: str, path: Path, key: str) -> int:
+    """A layer index written as a JSON object key (``"0"``, ``"11"``)."""
+    try:
+        index = int(layer)
+    except ValueError:
+        index = None
+    if index is None or abs(index) > MAX_INT:
+        raise DataError(f"{_where(path, key)} has a layer {brief(layer)} that is not an integer")
+    return index
 
 
 def _validate_stability(summary: Any, path: Any) -> dict[str, Any] | None:
@@ -345,6 +457,9 @@ def _validate_stability(summary: Any, path: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict):
         raise DataError(f"{path}: key 'stability' must be an object or null, got {type(summary).__name__}")
+    config = summary.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise DataError(f"{path}: key 'stability.config' must be an object, got {type(config).__name__}")
     stages = summary.get("stages")
     if not isinstance(stages, list):
         raise DataError(f"{path}: key 'stability.stages' must be a list (one entry per measured stage)")
@@ -359,19 +474,13 @@ def _validate_stability(summary: Any, path: Any) -> dict[str, Any] | None:
             if not isinstance(value, dict):
                 raise DataError(f"{path}: key '{where}.{key}' must be an object")
         for layer, row in stage.get("per_layer", {}).items():
-            try:
-                int(layer)
-            except ValueError:
-                raise DataError(f"{path}: key '{where}.per_layer' has a non-integer layer {layer!r}") from None
+            _layer_key(layer, path, f"{where}.per_layer")
             if not isinstance(row, dict):
                 raise DataError(f"{path}: key '{where}.per_layer.{layer}' must be an object")
         for row_where, row in [(f"{where}.mean", stage["mean"])] + [
             (f"{where}.per_layer.{k}", r) for k, r in stage.get("per_layer", {}).items()
         ]:
-            for key, value in row.items():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not math.isfinite(value)):
-                    raise DataError(f"{path}: key '{row_where}.{key}' must be a finite number or null, got {value!r}")
+            _as_optional_numbers(row, path, row_where, list(row))
     return summary
 
 
@@ -379,13 +488,13 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
     data = _read_json(path)
     fmt = _get(data, "format", path)
     if fmt != RESULTS_FORMAT:
-        raise DataError(f"{_where(path, 'format')} is {fmt!r}, expected {RESULTS_FORMAT!r}")
+        raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RESULTS_FORMAT!r}")
     name = _as_str(_get(data, "method", path), path, "method")
     if name != method:
-        raise DataError(f"{_where(path, 'method')} is {name!r} but the file lies in the directory of {method!r}")
+        raise DataError(f"{_where(path, 'method')} is {brief(name)} but the file lies in the directory of {method!r}")
     tasks = _as_str_list(_get(data, "tasks", path), path, "tasks")
     if list(tasks) != list(run_tasks):
-        raise DataError(f"{_where(path, 'tasks')} is {list(tasks)}, but run.json lists {list(run_tasks)}")
+        raise DataError(f"{_where(path, 'tasks')} is {brief(list(tasks))}, but run.json lists {brief(list(run_tasks))}")
     tm = _as_dict(_get(data, "task_metrics", path, required=False) or {}, path, "task_metrics")
     scores = _validate_scores(_get(data, "scores", path), path, tasks)
     metrics = _validate_metrics(_get(data, "metrics", path), path, scores)
@@ -413,6 +522,7 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
             for i, v in enumerate(values)
         ]
     options = _as_dict(_get(data, "method_options", path, required=False) or {}, path, "method_options")
+    _check_depth(options, path, "method_options")
     return MethodResult(
         method=name,
         path=path,

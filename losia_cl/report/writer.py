@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from losia_cl.errors import ConfigError
+from losia_cl.errors import ConfigError, DataError
 from losia_cl.files import atomic_write_files
 
 from .document import Document, FigureBlock
@@ -24,12 +24,29 @@ from .figures import RenderedFigure, render_figure
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FigureWriter", "ReportFiles", "resolve_out", "slug", "write_report"]
+__all__ = ["FigureWriter", "ReportFiles", "check_file_stems", "resolve_out", "slug", "write_report"]
 
 
 def slug(name: str) -> str:
     """``name`` as a file stem: runs of characters other than letters, digits, ``_ . -`` become ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def check_file_stems(names: dict[str, str], what: str = "methods") -> None:
+    """Refuse names that would share a file: the same :func:`slug`, ignoring case (as some file systems do).
+
+    ``names`` maps each name to where it comes from (for the message).
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        stem = slug(name).casefold()
+        if stem in seen:
+            other = seen[stem]
+            raise DataError(
+                f"{what} {other!r} ({names[other]}) and {name!r} ({names[name]}) would write the same report files "
+                f"(*_{slug(name)}.png); rename one of them"
+            )
+        seen[stem] = name
 
 
 class FigureWriter:
