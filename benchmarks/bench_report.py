@@ -5,7 +5,7 @@ Run:  python benchmarks/bench_report.py [--tasks 300] [--methods losia,lora,full
 Writes a run folder the way ``losia-cl run`` does (run.json and, per method, results.json with the score
 matrix, the metrics, a SubnetOverlapTracker summary for LoSiA-family methods and a StabilityTracker summary,
 scores.csv), then runs ``losia-cl report`` on it in a fresh process and prints that process's wall time and
-peak resident memory (ru_maxrss of the child), with the size of the written files.  Target for 300 tasks:
+CPU time and peak resident memory (ru_maxrss of the child), with the size of the written files.  Target for 300 tasks:
 <= 60 s and <= 2 GB.  Generating the folder is not timed.
 
 The overlap summary keeps ``per_matrix`` (as the trainer writes it) for ``--layers`` x 2 target matrices;
@@ -131,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
             return done.returncode
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_kib = usage.ru_maxrss
         written = sum(p.stat().st_size for p in out.parent.iterdir())
         inputs = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
         print(json.dumps({
             "tasks": args.tasks, "methods": args.methods, "matrices": 2 * args.layers,
             "run_folder_mib": round(inputs / 2**20, 1), "generate_s": round(generated, 1),
-            "report_wall_s": round(wall, 1), "report_peak_rss_mib": round(peak_kib / 1024),
+            "report_wall_s": round(wall, 1), "report_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "report_peak_rss_mib": round(peak_kib / 1024),
             "report_files": len(list(out.parent.iterdir())), "report_mib": round(written / 2**20, 1),
             "load_average": [round(v, 1) for v in os.getloadavg()], "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -138,3 +138,14 @@ def test_damaged_run_folder_fails_in_one_line_with_exit_2_and_writes_nothing(
     for part in expected:
         assert part in err, (part, err)
     assert snapshot(tmp_path) == before, "a failed report must not write anything"
+
+
+def test_optional_parts_set_to_null_still_give_a_report(tmp_path: Path) -> None:
+    from losia_cl.report import build_report
+
+    run = write_run(tmp_path / "run", methods=("losia", "lora"), tasks=("a", "b"))
+    _edit(run / "losia" / "results.json", lambda d: d["stability"].__setitem__("config", None))
+    _edit(run / "lora" / "results.json", lambda d: d.update(eval_seconds=None, seed=None, method_options=None))
+    files = build_report([run], out=tmp_path / "out" / "r.html")
+    text = files.html.read_text()
+    assert "Weight stability after the last stage (means over matrices)<" in text  # no ", k = ..." without config
