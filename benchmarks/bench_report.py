@@ -52,12 +52,12 @@ def scores(rng: np.random.Generator, num_tasks: int, forget: float) -> list[list
 def overlap(rng: np.random.Generator, tasks: list[str], layers: int) -> dict[str, Any]:
     tracker = SubnetOverlapTracker()
     names = {f"model.layers.{layer}.{kind}": shape for layer in range(layers) for kind, shape in SHAPES.items()}
+    index = {f"model.layers.{layer}.{kind}": layer for layer in range(layers) for kind in SHAPES}
     for task in tasks:
         for _ in range(2):
-            blocks = {}
-            for name, (d_out, d_in) in names.items():
-                blocks[name] = (rng.choice(d_out, d_out // 4, replace=False), rng.choice(d_in, d_in // 4, replace=False))
-            tracker.record(task, blocks, shapes=names)
+            blocks = {name: (rng.choice(d_out, d_out // 4, replace=False), rng.choice(d_in, d_in // 4, replace=False))
+                      for name, (d_out, d_in) in names.items()}
+            tracker.record(task, blocks, shapes=names, layers=index)
     return tracker.summary()
 
 
@@ -67,7 +67,8 @@ def stability(rng: np.random.Generator, method: str, tasks: list[str], layers: i
     gen = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
     base = {f"model.layers.{layer}.{kind}": torch.randn(*shape, generator=gen) / shape[1] ** 0.5
             for layer in range(layers) for kind, shape in SHAPES.items()}
-    tracker = StabilityTracker(StabilityConfig(k=4), base=base)
+    index = {f"model.layers.{layer}.{kind}": layer for layer in range(layers) for kind in SHAPES}
+    tracker = StabilityTracker(StabilityConfig(k=4), base=base, layers=index)
     weights = {n: w.clone() for n, w in base.items()}
     for task in tasks:
         for w in weights.values():

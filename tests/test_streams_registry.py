@@ -45,10 +45,14 @@ def test_stream_names_are_case_insensitive():
 
 
 def test_metric_names_are_the_scorer_names():
-    assert known_metrics() == ["accuracy", "bleu", "edit_similarity", "letter_accuracy", "rouge_l", "sari"]
-    assert check_metric("letter_accuracy") == "letter_accuracy"
-    with pytest.raises(UnknownNameError, match=r"file\.toml: key x: unknown metric 'f1'; known metrics: accuracy"):
+    from losia_cl.metrics import scorer_names
+
+    names = scorer_names()
+    assert names and known_metrics() == sorted(names)
+    assert all(check_metric(name) == name for name in names)
+    with pytest.raises(UnknownNameError) as info:
         check_metric("f1", where="file.toml: key x")
+    assert str(info.value) == f"file.toml: key x: unknown metric 'f1'; known metrics: {', '.join(sorted(names))}"
 
 
 def make_task(name="t", **changes):
@@ -85,9 +89,14 @@ def test_task_validation(changes, error, needle):
     assert needle in str(info.value)
 
 
-def test_example_rejects_non_strings():
-    with pytest.raises(DataError, match="Example.answer must be a string, got int"):
-        Example("p", 3)  # type: ignore[arg-type]
+def test_example_takes_integers_as_their_text_and_refuses_other_non_strings():
+    assert Example("2 + 1 =", 3) == Example("2 + 1 =", "3")  # type: ignore[arg-type]
+    assert Example(7, "x").prompt == "7"  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"Example.answer must be a string or an integer, got float: 2.5 .*f'\{x:g\}'"):
+        Example("p", 2.5)  # type: ignore[arg-type]
+    for value in (True, None, ["a"]):
+        with pytest.raises(DataError, match=f"Example.answer must be a string or an integer, got {type(value).__name__}"):
+            Example("p", value)  # type: ignore[arg-type]
 
 
 def test_stream_validation_and_lookup():

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 
-from .loading import MethodResult, RunData, brief
+from .loading import MethodResult, RunData
 from .stats import Stat, summarize
 
 logger = logging.getLogger(__name__)

@@ -188,8 +188,10 @@ def score_table(runs: MethodRuns) -> Table:
 
 
 def task_table(groups: Mapping[str, MethodRuns]) -> Table:
-    """One row per task, two columns per method: the score right after training it (``S[j, j]``) and after the
-    last task (``S[T, j]``); the summary of the score matrices of a long stream (``O(T)`` cells per method)."""
+    """One row per task, two columns per method: the score right after training it and after the last task.
+
+    ``S[j, j]`` and ``S[T, j]``: the summary of the score matrices of a long stream (``O(T)`` cells per method).
+    """
     tasks = next(iter(groups.values())).tasks
     t = len(tasks)
     n = max(g.n for g in groups.values())

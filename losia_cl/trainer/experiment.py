@@ -7,7 +7,7 @@ import json
 import logging
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,15 @@ from typing import Any
 import torch
 
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import RunInfo, read_results, read_run_info
 from losia_cl.streams import Stream, load_stream, stream_options
+from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.files import atomic_write_json
 from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "losia_cl.run/1"
 BASE_SCORES = "base_scores.json"
 
 
@@ -34,6 +35,8 @@ def resolve_device(name: str) -> torch.device:
 
 def load_run_stream(config: RunConfig) -> Stream:
     """The stream with the run's task subset and example limits applied (validated before any model loads)."""
+    if isinstance(config.stream, Stream):
+        return _restrict(config.stream, config)
     options: dict[str, Any] = {}
     accepted = set(stream_options(config.stream))
     for key in ("data_dir", "tasks", "max_train_examples", "max_test_examples"):
@@ -43,23 +46,19 @@ def load_run_stream(config: RunConfig) -> Stream:
     if "seed" in accepted:
         options["seed"] = config.seed
     stream = load_stream(config.stream, **options)
-    if config.tasks and "tasks" not in accepted:
-        stream = Stream(name=stream.name, tasks=tuple(stream.task(t) for t in config.tasks),
-                        description=stream.description)
-    if (config.max_train_examples and "max_train_examples" not in accepted) or (
-        config.max_test_examples and "max_test_examples" not in accepted
-    ):
-        from dataclasses import replace
+    return _restrict(stream, config, done=accepted)
 
-        stream = Stream(
-            name=stream.name,
-            tasks=tuple(
-                replace(t, train=t.train[: config.max_train_examples or None], test=t.test[: config.max_test_examples or None])
-                for t in stream
-            ),
-            description=stream.description,
-        )
-    return stream
+
+def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -> Stream:
+    """Apply the task subset and the example limits the stream's loader did not take (the first examples)."""
+    tasks = stream.tasks
+    if config.tasks and "tasks" not in done:
+        tasks = tuple(stream.task(name) for name in select_tasks(stream.task_names, config.tasks, kind="task"))
+    limits = {split: getattr(config, f"max_{split}_examples") for split in ("train", "test")
+              if f"max_{split}_examples" not in done}
+    tasks = tuple(replace(task, **{split: task.split(split)[:limit] for split, limit in limits.items()})
+                  for task in tasks)
+    return Stream(name=stream.name, tasks=tasks, description=stream.description)
 
 
 #: RunConfig fields that may differ between a run and its resumption
@@ -115,26 +114,17 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         logger.warning("--resume: %s has no run.json, starting a new run", out)
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
-    run_info = {
-        "format": RUN_FORMAT,
-        "command": command or [],
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "stream": stream.name,
-        "tasks": stream.task_names,
-        "task_metrics": {t.name: t.metric for t in stream},
-        "model": config.model,
-        "methods": list(config.methods),
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_at": None,
-    }
+    run_info = RunInfo(
+        stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
+        seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
+        command=command or [], versions=_versions(), git_commit=_git_commit(),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     if config.resume and run_file.exists():
-        stored = json.loads(run_file.read_text())
-        _check_same_run(stored.get("config", {}), run_info["config"], run_file)
-        run_info["started_at"] = stored.get("started_at", run_info["started_at"])
-    atomic_write_json(run_file, run_info)
+        stored = read_run_info(run_file)
+        _check_same_run(stored.config or {}, run_info.config or {}, run_file)
+        run_info.started_at = stored.started_at or run_info.started_at
+    atomic_write_json(run_file, run_info.to_json())
 
     def loader():
         torch.manual_seed(config.seed)
@@ -146,11 +136,11 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         done = out / name / "results.json"
         if config.resume and done.exists():
             logger.info("%s: already finished, kept", name)
-            results[name] = json.loads(done.read_text())
+            results[name] = read_results(done).to_json()
             continue
         results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
-    run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(run_file, run_info)
+    run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(run_file, run_info.to_json())
     return RunOutcome(out, results)
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 
 from ..aggregate import ReportRuns, mean_nested
 from ..document import Explanation, Paragraph, Section, TableBlock
 from ..formatting import fmt_score
-from ..loading import brief
 from ..tables import Cell, Table
 from ..writer import FigureWriter
 
