@@ -416,21 +416,11 @@ def _validate_overlap(value: Any, path: Path, tasks: Sequence[str]) -> dict[str,
             raise DataError(f"{path}: required key 'subnet_overlap.{key}' is missing")
         if m is None:
             continue
-        if not isinstance(m, list) or len(m) != n or not all(isinstance(r, list) and len(r) == n for r in m):
-            raise DataError(f"{_where(path, f'subnet_overlap.{key}')} must be a {n} x {n} list of lists")
-        for a, row in enumerate(m):
-            for b, v in enumerate(row):
-                if v is not None:
-                    _as_float(v, path, f"subnet_overlap.{key}[{a}][{b}]", minimum=None)
+        _task_matrix(m, path, f"subnet_overlap.{key}", n)
     for key in ("task_coverage", "cumulative_coverage", "cumulative_coverage_entries"):
         c = summary.get(key)
-        if c is None:
-            continue
-        if not isinstance(c, list) or len(c) != n:
-            raise DataError(f"{_where(path, f'subnet_overlap.{key}')} must be a list of {n} values (one per task)")
-        for i, v in enumerate(c):
-            if v is not None:
-                _as_float(v, path, f"subnet_overlap.{key}[{i}]")
+        if c is not None:
+            _task_list(c, path, f"subnet_overlap.{key}", n)
     per_layer = summary.get("per_layer")
     if per_layer is not None:
         _as_dict(per_layer, path, "subnet_overlap.per_layer")
@@ -457,20 +447,29 @@ def _validate_matrix_stats(stats: Any, path: Path, where: str, n: int) -> None:
         _as_int(layer, path, f"{where}.layer", minimum=None)
     coverage = stats.get("coverage")
     if coverage is not None:
-        if not isinstance(coverage, list) or len(coverage) != n:
-            raise DataError(f"{_where(path, f'{where}.coverage')} must be a list of {n} values (one per task)")
-        for i, v in enumerate(coverage):
-            if v is not None:
-                _as_float(v, path, f"{where}.coverage[{i}]")
+        _task_list(coverage, path, f"{where}.coverage", n)
     chance = stats.get("coverage_jaccard_chance")
     if chance is not None:
-        if not isinstance(chance, list) or not all(isinstance(r, list) for r in chance):
-            raise DataError(f"{_where(path, f'{where}.coverage_jaccard_chance')} must be a list of lists")
-        for a, row in enumerate(chance):
-            for b, v in enumerate(row):
-                if v is not None and not _is_number(v):
-                    raise DataError(f"{_where(path, f'{where}.coverage_jaccard_chance[{a}][{b}]')} must be a finite "
-                                    f"number or null, got {brief(v)}")
+        _task_matrix(chance, path, f"{where}.coverage_jaccard_chance", n)
+
+
+def _task_list(value: Any, path: Path, key: str, n: int) -> None:
+    """One value per task: ``n`` numbers >= 0 or nulls."""
+    if not isinstance(value, list) or len(value) != n:
+        raise DataError(f"{_where(path, key)} must be a list of {n} values (one per task)")
+    for i, v in enumerate(value):
+        if v is not None:
+            _as_float(v, path, f"{key}[{i}]")
+
+
+def _task_matrix(value: Any, path: Path, key: str, n: int) -> None:
+    """A task × task matrix: ``n`` lists of ``n`` numbers or nulls."""
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(r, list) and len(r) == n for r in value):
+        raise DataError(f"{_where(path, key)} must be a {n} x {n} list of lists")
+    for a, row in enumerate(value):
+        for b, v in enumerate(row):
+            if v is not None:
+                _as_float(v, path, f"{key}[{a}][{b}]", minimum=None)
 
 
 def _validate_stability(summary: Any, path: Path) -> dict[str, Any] | None:
