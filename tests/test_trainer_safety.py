@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from losia_cl import cli
-from losia_cl.errors import ConfigError, StorageError
+from losia_cl.errors import ConfigError, WriteError
 from losia_cl.trainer import RunConfig, run_experiment
 from losia_cl.trainer.files import atomic_write, atomic_write_text, inside
 from losia_cl.trainer.run_folder import run_lock
@@ -257,7 +257,7 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space(tmp_path, ca
     def full(handle):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(StorageError, match=r"cannot write .*a\.json: no space left on the device \(.* free in "):
+    with pytest.raises(WriteError, match=r"a\.json: cannot write it: No space left on device \(.* MiB free in "):
         atomic_write(tmp_path / "a.json", full)
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
 
@@ -271,8 +271,8 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space(tmp_path, ca
     out = tmp_path / "run"
     code, lines = run_cli(capsys, *TINY_ARGS, "--out", str(out))
     assert code == 2 and len(lines) == 1, lines
-    assert lines[0].startswith(f"losia-cl: error: cannot write {out / 'run.json'}: no space left on the device (")
-    assert " free in " in lines[0]
+    assert lines[0].startswith(f"losia-cl: error: {out / 'run.json'}: cannot write it: No space left on device (")
+    assert " MiB free in " in lines[0]
     assert not [p for p in out.rglob("*.tmp")]
 
 
@@ -289,7 +289,7 @@ def test_a_checkpoint_on_a_full_disk_names_the_path(tmp_path, monkeypatch):
         return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode)
 
     monkeypatch.setattr("losia_cl.trainer.files.os.fdopen", full_device)
-    with pytest.raises(StorageError, match=r"cannot write .*checkpoint\.pt: no space left on the device"):
+    with pytest.raises(WriteError, match=r"checkpoint\.pt: cannot write it: No space left on device \("):
         Checkpoint(task_index=0, step=1, model={"w": torch.ones(10_000)}, optimizer={}, scheduler=None, rng={},
                    progress={}).save(tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -1,31 +1,31 @@
-"""Safe writes into a run folder: atomic replacement, paths confined to the folder, plain errors.
+"""Writes into a run folder: paths confined to the folder, no leftovers, checkpoints via torch.save.
 
-Every file is written to a temporary file next to it (``.<name>.<random>.tmp``, created with mode
-0666 so the user's umask decides the final permissions), flushed, fsynced and renamed over the
-target, so readers see the old file or the whole new one.  A failed write (disk full, no
-permission) removes the temporary file and raises :class:`~losia_cl.errors.StorageError` naming
-the path (and the free space when the disk is full).  :func:`inside` builds paths that provably
-lie inside a folder; :func:`remove_stale_temp_files` clears what a killed process left behind.
+The atomic writers themselves are torch-free and live in :mod:`losia_cl.files` (re-exported here):
+a temporary file next to the target (created with mode 0666, so the user's umask decides the
+final permissions), flushed, fsynced and renamed over it; a failed write removes the temporary
+file and raises :class:`~losia_cl.errors.WriteError` naming the path and the free space.
+:func:`inside` builds paths that provably lie inside a folder; :func:`remove_stale_temp_files`
+clears what a killed process left behind.
 """
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import re
-import secrets
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from losia_cl.errors import ConfigError, StorageError
+from losia_cl.errors import ConfigError
+from losia_cl.files import atomic_write, atomic_write_json, atomic_write_text
 from losia_cl.names import name_problem
+
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "inside",
+           "remove_stale_temp_files"]
 
 logger = logging.getLogger(__name__)
 
+#: The temporary files of :mod:`losia_cl.files`: ``.<name>.<8 to 16 random characters>.tmp``.
 _TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8,16}\.tmp")
 
 
@@ -45,67 +45,6 @@ def inside(root: str | os.PathLike[str], *parts: str) -> Path:
     if not path.resolve().is_relative_to(base):
         raise ConfigError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {base}")
     return path
-
-
-def _free_space(folder: Path) -> str:
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return "unknown free space"
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if free < 1024 or unit == "GiB":
-            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
-        free /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def storage_error(path: Path, error: OSError) -> StorageError:
-    """A one-line :class:`StorageError` for ``error`` raised while writing ``path``."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        folder = path.parent if path.parent.exists() else Path(path.anchor or ".")
-        return StorageError(f"cannot write {path}: no space left on the device ({_free_space(folder)} in {folder})")
-    return StorageError(f"cannot write {path}: {error.strerror or error}")
-
-
-def _open_temp(path: Path) -> tuple[int, Path]:
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise StorageError(f"cannot write {path}: no free temporary file name next to it")  # pragma: no cover
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through ``write(file)`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _open_temp(path)
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise storage_error(path, error) from None
-    except BaseException:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 class _NotingErrors:
@@ -144,7 +83,7 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
 def remove_stale_temp_files(root: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files interrupted writes left under ``root`` (symlinks are not followed)."""
     removed = []
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         for name in files:
             if _TEMP.fullmatch(name):
                 path = Path(folder) / name

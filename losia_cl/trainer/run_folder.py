@@ -17,7 +17,7 @@ from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.results import RUN_FORMAT, RunInfo, read_json
-from losia_cl.trainer.files import storage_error
+from losia_cl.files import write_error
 
 RUN_FILE = "run.json"
 #: What every losia-cl run.json format starts with (this version writes results.RUN_FORMAT).
@@ -86,7 +86,7 @@ def run_lock(out: Path) -> Iterator[None]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise storage_error(out, error) from None
+        raise write_error(out, error) from None
     lock = FileLock(str(out / LOCK_NAME), timeout=0)
     try:
         lock.acquire()
