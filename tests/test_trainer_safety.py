@@ -197,8 +197,15 @@ def test_a_refused_run_leaves_no_trace_so_the_corrected_retry_just_works(tmp_pat
 
 
 def _fake_run_folder(out: Path, config: RunConfig) -> None:
+    """A run folder as a run killed right after writing its run.json leaves it."""
+    from losia_cl.results import RunInfo
+    from losia_cl.trainer.experiment import load_run_stream
+
+    stream = load_run_stream(config)
+    info = RunInfo(stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
+                   seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict())
     out.mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps({"format": "losia_cl.run/1", "config": config.to_dict()}))
+    (out / "run.json").write_text(json.dumps(info.to_json()))
 
 
 @pytest.mark.slow
