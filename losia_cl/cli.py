@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from dataclasses import fields
@@ -52,6 +53,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chat-template", action="store_true", help=helps["chat_template"])
     p.add_argument("--dtype", default=defaults["dtype"], help=helps["dtype"])
     p.add_argument("--device", default=defaults["device"], help=helps["device"])
+    p.add_argument("--nproc", type=int, default=1,
+                   help="Train data-parallel in N processes of this machine (starts torchrun; docs/distributed.md).")
+    p.add_argument("--dist-backend", default=defaults["dist_backend"], help=helps["dist_backend"])
     p.add_argument("--resume", action="store_true", help=helps["resume"])
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     p.add_argument("--no-report", action="store_true", help="Do not write the HTML report at the end.")
@@ -75,9 +79,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
         eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
         shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
-        progress=not args.no_progress, report=not args.no_report,
+        progress=not args.no_progress, report=not args.no_report, dist_backend=args.dist_backend,
     )
+    if args.nproc != 1:
+        return _launch(config, args)
     outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])
+    if outcome.rank != 0:
+        return 0
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
     if config.report:
@@ -90,6 +98,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s",
                            error, outcome.out_dir)
     return 0
+
+
+def _launch(config, args: argparse.Namespace) -> int:
+    """``--nproc N``: check what can be checked here (one-line errors), then start torchrun."""
+    from losia_cl.distributed.context import env_world_size
+    from losia_cl.distributed.launch import launch
+    from losia_cl.trainer.experiment import check_run_folder, load_run_stream
+
+    if args.nproc < 1:
+        raise ConfigError(f"nproc = {args.nproc} is invalid: it must be an integer >= 1")
+    if env_world_size() > 1:
+        raise ConfigError("--nproc starts torchrun itself: leave it out when running under torchrun")
+    load_run_stream(config)
+    check_run_folder(config, args.nproc)
+    return launch(args.nproc, args.argv)
 
 
 def _cmd_streams(args: argparse.Namespace) -> int:
@@ -150,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-v", "-vv", "--verbose") and (len(argv) == 1 or argv[1].startswith("-")):
         argv = [argv[0], "run", *argv[1:]]
     args = parser.parse_args(argv)
+    args.argv = argv
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports for all: the others only fail loudly
+        level = max(level, logging.ERROR)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("transformers", "datasets", "peft", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

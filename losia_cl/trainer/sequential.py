@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from losia_cl.distributed.context import DistContext
 from losia_cl.methods import Method, TaskContext, create_method
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
@@ -25,8 +26,8 @@ from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
 from losia_cl.trainer.files import atomic_write_json, atomic_write_text
-from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+from losia_cl.trainer.step import train_step
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +79,23 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> N
 
 
 def evaluate_stage(
-    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int,
+    dist: DistContext | None = None,
 ) -> list[float]:
-    """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
+    """Scores of every task after ``stage`` tasks (predictions written under ``folder`` by rank 0)."""
     from tqdm.auto import tqdm
 
+    dist = dist or DistContext()
     row = []
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
     for task in tqdm(list(stream), desc=f"evaluate {label}", unit="task", leave=False,
-                     disable=not config.progress):
+                     disable=not (config.progress and dist.is_main)):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
-            chat_template=config.chat_template, device=device,
+            chat_template=config.chat_template, device=device, dist=dist,
         )
-        write_predictions(folder, stage, evaluation)
+        if dist.is_main:
+            write_predictions(folder, stage, evaluation)
         row.append(evaluation.score)
     logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
     return row
@@ -114,6 +118,7 @@ class SequentialTrainer:
         load_model: Callable[[], tuple[nn.Module, Any]],
         device: torch.device,
         base_scores: list[float],
+        dist: DistContext | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -123,6 +128,12 @@ class SequentialTrainer:
         self.device = device
         self.base_scores = base_scores
         self.folder = config.out_dir / method_name
+        self.dist = dist or DistContext()
+        self.parallel = None
+        if self.dist.enabled:
+            from losia_cl.distributed.parallel import DataParallel
+
+            self.parallel = DataParallel(self.dist)
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -134,6 +145,8 @@ class SequentialTrainer:
         )
 
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
+        if not self.dist.is_main:
+            return
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
@@ -145,8 +158,10 @@ class SequentialTrainer:
         from losia_cl.metrics import StabilityTracker, SubnetOverlapTracker
 
         config = self.config
-        self.folder.mkdir(parents=True, exist_ok=True)
-        checkpoint = Checkpoint.load(self.folder) if config.resume else None
+        if self.dist.is_main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        # rank 0 reads the checkpoint and hands it to every rank (no shared file system needed)
+        checkpoint = self.dist.decide(lambda: Checkpoint.load(self.folder) if config.resume else None)
         reset_peak_memory(self.device)
         model, tokenizer = self.load_model()
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -169,6 +184,8 @@ class SequentialTrainer:
             ctx = self._context(index, len(batches))
             model = self.method.prepare(model, ctx)
             optimizer, scheduler = self.method.build_optimizer(model, ctx)
+            if self.parallel is not None:
+                self.parallel.check_optimizer(optimizer)
             layout = self.method.subnet_layout(optimizer)
             overlap.start_task(task.name)
             start = 0
@@ -189,7 +206,10 @@ class SequentialTrainer:
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
             started = time.perf_counter()
-            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1))
+            if self.parallel is not None:
+                self.parallel.verify_weights(model, f"after {task.name}")
+            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
+                                                  index + 1, self.dist))
             progress.eval_seconds += time.perf_counter() - started
             weights = {name: w for name, (_, w) in self.method.target_weights(model).items()}
             stability.measure(f"after {task.name}", weights, base=base_weights)
@@ -211,24 +231,21 @@ class SequentialTrainer:
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
         model.train()
-        bar = tqdm(total=len(batches), initial=start, disable=not config.progress, leave=False,
+        bar = tqdm(total=len(batches), initial=start, disable=not (config.progress and self.dist.is_main), leave=False,
                    desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}", unit="step")
         started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
-                step_loss = 0.0
-                for micro in batches[step]:
-                    batch = collate_for_training([features[i] for i in micro], pad_token_id=pad)
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    loss = answer_loss(model, batch) / len(batches[step])
-                    loss.backward()
-                    step_loss += loss.item()
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                def make_batch(indices):
+                    batch = collate_for_training([features[i] for i in indices], pad_token_id=pad)
+                    return {k: v.to(self.device) for k, v in batch.items()}
+
+                if self.parallel is not None:
+                    step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
+                                                         make_batch, max_grad_norm=config.max_grad_norm)
+                else:
+                    step_loss = train_step(model, optimizer, scheduler, (make_batch(m) for m in batches[step]),
+                                           loss_divisor=len(batches[step]), max_grad_norm=config.max_grad_norm)
                 self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
                 bar.update(1)
@@ -237,7 +254,8 @@ class SequentialTrainer:
                 if done == len(batches) or (config.checkpoint_every and done % config.checkpoint_every == 0):
                     progress.train_seconds += time.perf_counter() - started
                     started = time.perf_counter()
-                    progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+                    progress.peak_memory_bytes = max(progress.peak_memory_bytes,
+                                                     self.dist.max_int(peak_memory_bytes(self.device)))
                     progress.overlap = overlap.to_dict() if layout else None
                     self._checkpoint(index, done, model, optimizer, scheduler, progress)
         finally:
@@ -247,7 +265,7 @@ class SequentialTrainer:
         from losia_cl.metrics import cl_metrics
 
         tasks = self.stream.task_names
-        progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+        progress.peak_memory_bytes = max(progress.peak_memory_bytes, self.dist.max_int(peak_memory_bytes(self.device)))
         results = {
             "format": RESULTS_FORMAT,
             "method": self.method_name,
@@ -267,6 +285,8 @@ class SequentialTrainer:
             "steps": progress.steps,
             "losses": progress.losses,
         }
+        if not self.dist.is_main:
+            return results
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
         atomic_write_json(self.folder / "results.json", results)
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)
