@@ -79,5 +79,5 @@ class DataParallel:
         """With ``LOSIA_CL_DEBUG_DDP``: raise unless every rank holds the same weights."""
         if self.debug:
             check_identical(self.ctx, dict(model.state_dict()), f"weights {when}")
-            logger.info("debug: weights and %d subnet checks identical on %d ranks %s",
-                        self.subnet_checks, self.ctx.world_size, when)
+            checked = f"; LoSiA subnets identical after each of {self.subnet_checks} steps" if self.subnet_checks else ""
+            logger.info("debug: weights identical on %d ranks %s%s", self.ctx.world_size, when, checked)
