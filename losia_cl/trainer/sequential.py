@@ -20,6 +20,7 @@ from torch import nn
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.methods import Method, TaskContext, create_method
+from losia_cl.progress import progress_bar
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
@@ -83,13 +84,11 @@ def evaluate_stage(
     dist: DistContext | None = None,
 ) -> list[float]:
     """Scores of every task after ``stage`` tasks (predictions written under ``folder`` by rank 0)."""
-    from tqdm.auto import tqdm
-
     dist = dist or DistContext()
     row = []
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
-    for task in tqdm(list(stream), desc=f"evaluate {label}", unit="task", leave=False,
-                     disable=not (config.progress and dist.is_main)):
+    for task in progress_bar(list(stream), enabled=config.progress and dist.is_main, desc=f"evaluate {label}",
+                             unit="task", leave=False):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
             chat_template=config.chat_template, device=device, dist=dist,
@@ -225,14 +224,13 @@ class SequentialTrainer:
 
     def _train_task(self, index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap, layout,
                     progress: Progress) -> None:
-        from tqdm.auto import tqdm
-
         config = self.config
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
         model.train()
-        bar = tqdm(total=len(batches), initial=start, disable=not (config.progress and self.dist.is_main), leave=False,
-                   desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}", unit="step")
+        bar = progress_bar(total=len(batches), initial=start, enabled=config.progress and self.dist.is_main,
+                           leave=False, desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}",
+                           unit="step")
         started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
