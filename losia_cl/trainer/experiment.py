@@ -16,6 +16,7 @@ import torch
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import RunInfo, read_results, read_run_info
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import RunConfig
@@ -24,7 +25,6 @@ from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "losia_cl.run/1"
 BASE_SCORES = "base_scores.json"
 
 
@@ -97,7 +97,7 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def check_run_folder(config: RunConfig, world_size: int) -> dict[str, Any] | None:
+def check_run_folder(config: RunConfig, world_size: int) -> RunInfo | None:
     """The stored run.json when resuming (None for a new run), after checking the folder may be used.
 
     A new run refuses an existing run.json; ``--resume`` refuses other result-changing settings and
@@ -111,12 +111,11 @@ def check_run_folder(config: RunConfig, world_size: int) -> dict[str, Any] | Non
     if not run_file.exists():
         logger.warning("--resume: %s has no run.json, starting a new run", config.out_dir)
         return None
-    stored = json.loads(run_file.read_text())
-    _check_same_run(stored.get("config", {}), config.to_dict(), run_file)
-    stored_world = int(stored.get("world_size", 1))
-    if stored_world != world_size:
-        raise ConfigError(f"--resume: {run_file} was trained by {stored_world} process(es), this job has {world_size}; "
-                          f"resume with --nproc {stored_world}")
+    stored = read_run_info(run_file)
+    _check_same_run(stored.config or {}, config.to_dict(), run_file)
+    if stored.world_size != world_size:
+        raise ConfigError(f"--resume: {run_file} was trained by {stored.world_size} process(es), this job has "
+                          f"{world_size}; resume with --nproc {stored.world_size}")
     return stored
 
 
@@ -147,26 +146,16 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
     run_file = out / "run.json"
     stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
-    run_info = {
-        "format": RUN_FORMAT,
-        "command": command or [],
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "stream": stream.name,
-        "tasks": stream.task_names,
-        "task_metrics": {t.name: t.metric for t in stream},
-        "model": config.model,
-        "methods": list(config.methods),
-        "world_size": dist.world_size,
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_at": None,
-    }
+    run_info = RunInfo(
+        stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
+        seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
+        command=command or [], versions=_versions(), git_commit=_git_commit(),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), world_size=dist.world_size,
+    )
     if stored is not None:
-        run_info["started_at"] = stored.get("started_at", run_info["started_at"])
+        run_info.started_at = stored.started_at or run_info.started_at
     if dist.is_main:
-        atomic_write_json(run_file, run_info)
+        atomic_write_json(run_file, run_info.to_json())
 
     def loader():
         torch.manual_seed(config.seed)
@@ -176,15 +165,15 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
     results: dict[str, dict[str, Any]] = {}
     for name in config.methods:
         done = out / name / "results.json"
-        finished = dist.decide(lambda: json.loads(done.read_text()) if config.resume and done.exists() else None)
+        finished = dist.decide(lambda: read_results(done).to_json() if config.resume and done.exists() else None)
         if finished is not None:
             logger.info("%s: already finished, kept", name)
             results[name] = finished
             continue
         results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
-    run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if dist.is_main:
-        atomic_write_json(run_file, run_info)
+        atomic_write_json(run_file, run_info.to_json())
     return RunOutcome(out, results, dist.rank)
 
 
