@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # every test starts several Python processes
 
-TASKS = ("category", "position", "check")
+TASKS = ("category", "position")
 METHODS = ("losia", "lora")
 #: 14 examples in micro-batches of 4 on 2 ranks: each step's micro-batch is split (2 + 2, the last 1 + 1)
 RUN = ["run", "--model", "tiny-llama", "--tasks", ",".join(TASKS), "--methods", ",".join(METHODS),
