@@ -17,7 +17,7 @@ from losia_cl import cli
 from losia_cl.errors import ConfigError, WriteError
 from losia_cl.trainer import RunConfig, run_experiment
 from losia_cl.trainer.files import atomic_write, atomic_write_text, inside
-from losia_cl.trainer.run_folder import run_lock
+from losia_cl.trainer.run_folder import RunLock
 
 TINY = dict(model="tiny-llama", methods=("full",), tasks=("category",), max_train_examples=4, max_test_examples=2,
             batch_size=2, eval_batch_size=4, max_length=48, progress=False, report=False, lr={"full": 1e-3})
@@ -214,8 +214,8 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
     config = RunConfig(out=str(out), resume=True, **TINY)
     _fake_run_folder(out, config)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from losia_cl.trainer.run_folder import run_lock; from pathlib import Path\n"
-         "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()", str(out)],
+        [sys.executable, "-c", "import sys; from losia_cl.trainer.run_folder import RunLock; from pathlib import Path\n"
+         "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()", str(out)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -224,7 +224,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
     finally:
         holder.communicate("", timeout=60)
     assert not (out / "full").exists() and not (out / "base_scores.json").exists()
-    with run_lock(out):  # the holder is gone: the folder is free again
+    with RunLock(out):  # the holder is gone: the folder is free again
         pass
 
 

@@ -90,6 +90,9 @@ class RunConfig:
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
+    dist_backend: str = documented(
+        "Process-group backend under torchrun: auto (NCCL on CUDA, gloo on CPU), gloo, nccl or mpi.", "auto"
+    )
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
     progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
@@ -137,6 +140,10 @@ class RunConfig:
         for key in ("chat_template", "resume", "progress", "report"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
+        from losia_cl.distributed.context import BACKENDS
+
+        if self.dist_backend not in BACKENDS:
+            raise ConfigError(f"dist_backend = {self.dist_backend!r} is invalid: it must be one of {', '.join(BACKENDS)}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
         if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or "\x00" in str(self.out)):

@@ -15,13 +15,14 @@ from typing import Any
 
 import torch
 
+from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.results import RunInfo, read_results
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
-from losia_cl.trainer.run_folder import RUN_FILE, check_run_folder, run_lock
+from losia_cl.trainer.run_folder import RUN_FILE, RunLock, check_out_folder
 from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -
 
 
 #: RunConfig fields that may differ between a run and its resumption
-_RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size")
+_RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size",
+                      "dist_backend")
 
 
 def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: Path) -> None:
@@ -136,10 +138,28 @@ def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
     return scores
 
 
+def check_run_folder(config: RunConfig, world_size: int) -> RunInfo | None:
+    """The stored run.json when resuming (None for a new run), after checking the folder may be used.
+
+    ``--out`` must be new, empty or a losia-cl run folder (:func:`check_out_folder`); ``--resume``
+    refuses other result-changing settings and another number of processes.  Nothing is written.
+    """
+    stored = check_out_folder(config.out_dir, resume=config.resume)
+    if stored is None:
+        return None
+    run_file = config.out_dir / RUN_FILE
+    _check_same_run(stored.config or {}, config.to_dict(), run_file)
+    if stored.world_size != world_size:
+        raise ConfigError(f"--resume: {run_file} was trained by {stored.world_size} process(es), this job has "
+                          f"{world_size}; resume with --nproc {stored.world_size}")
+    return stored
+
+
 @dataclass
 class RunOutcome:
     out_dir: Path
     results: dict[str, dict[str, Any]]
+    rank: int = 0  #: this process's rank (only rank 0 writes files and prints)
 
 
 def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
@@ -148,55 +168,80 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
     Everything is validated before the first byte is written (the config and every method's options,
     the stream and its data, the run folder, the device, the model, which loads here unless an
     earlier start already scored it), so a refused run leaves no trace and its corrected retry just works.
+    Under ``torchrun`` (several processes) the run is data-parallel: see docs/distributed.md.
     """
-    from losia_cl.models import load_model
+    from losia_cl.distributed.context import distributed_context
 
     stream = load_run_stream(config)
     _check_budget(config, stream)
+    resolve_device(config.device)  # a device this machine lacks is refused before anything starts
+    with distributed_context(config.dist_backend, config.device) as (dist, device):
+        return _run(config, stream, command, dist, device)
+
+
+def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: DistContext,
+         device: torch.device) -> RunOutcome:
+    from losia_cl.models import load_model
+
     out = config.out_dir
-    stored = check_run_folder(out, resume=config.resume)
-    device = resolve_device(config.device)
+    stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
     run_info = RunInfo(
         stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
         seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
         command=command or [], versions=_versions(), git_commit=_git_commit(),
-        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), world_size=dist.world_size,
     )
     if stored is not None:
-        _check_same_run(stored.config or {}, run_info.config or {}, out / RUN_FILE)
         run_info.started_at = stored.started_at or run_info.started_at
 
     def loader():
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_scores = _cached_base_scores(out, stream) if stored is not None else None
+    base_scores = dist.decide(lambda: _cached_base_scores(out, stream) if stored is not None else None)
     base_model = loader() if base_scores is None else None  # a model that cannot load stops the run here
-    with run_lock(out):
-        check_run_folder(out, resume=config.resume)  # again: another process may have started a run meanwhile
-        remove_stale_temp_files(out)
-        atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
+    lock = RunLock(out)
+
+    def start() -> None:  # rank 0: hold the folder, then write the first byte
+        lock.acquire()
+        try:
+            check_out_folder(out, resume=config.resume)  # again: another process may have started a run meanwhile
+            remove_stale_temp_files(out)
+            atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
+        except BaseException:
+            lock.release()
+            raise
+
+    dist.decide(start)
+    try:
         if base_scores is None:
-            base_scores = _base_scores(config, stream, base_model, device)
+            base_scores = _base_scores(config, stream, base_model, device, dist)
             base_model = None
         results: dict[str, dict[str, Any]] = {}
         for name in config.methods:
             done = inside(out, name, "results.json")
-            if config.resume and done.exists():
+            finished = dist.decide(lambda: read_results(done).to_json() if config.resume and done.exists() else None)
+            if finished is not None:
                 logger.info("%s: already finished, kept", name)
-                results[name] = read_results(done).to_json()
+                results[name] = finished
                 continue
-            results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
+            results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
         run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
-    return RunOutcome(out, results)
+        if dist.is_main:
+            atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
+    finally:
+        if dist.is_main:
+            lock.release()
+    return RunOutcome(out, results, dist.rank)
 
 
-def _base_scores(config: RunConfig, stream: Stream, base_model: tuple[Any, Any], device: torch.device) -> list[float]:
+def _base_scores(config: RunConfig, stream: Stream, base_model: tuple[Any, Any], device: torch.device,
+                 dist: DistContext) -> list[float]:
     """Row 0 of every method's score matrix, computed once per run and cached in the run directory."""
     model, tokenizer = base_model
     del base_model
-    scores = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0)
-    atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores})
+    scores = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0, dist)
+    if dist.is_main:
+        atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores})
     return scores

@@ -10,14 +10,12 @@ so a second process on the same folder stops with a one-line error instead of re
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.results import RUN_FORMAT, RunInfo, read_json
 from losia_cl.files import write_error
+from losia_cl.results import RUN_FORMAT, RunInfo, read_json
 
 RUN_FILE = "run.json"
 #: What every losia-cl run.json format starts with (this version writes results.RUN_FORMAT).
@@ -42,7 +40,7 @@ def _read_run_file(out: Path) -> dict[str, Any]:
     return data
 
 
-def check_run_folder(out: Path, *, resume: bool) -> RunInfo | None:
+def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
     """Refuse an ``--out`` that is not ours; the stored ``run.json`` when resuming, else ``None``.
 
     A new run needs ``out`` absent or empty (a leftover lock file counts as empty) and writable;
@@ -78,22 +76,37 @@ def check_run_folder(out: Path, *, resume: bool) -> RunInfo | None:
     return None
 
 
-@contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.losia-cl.lock`` (creating ``out``); :class:`ConfigError` if another process holds it."""
-    from filelock import FileLock, Timeout
+class RunLock:
+    """``out/.losia-cl.lock``, held by one process at a time (creating ``out``); usable as a context manager.
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise write_error(out, error) from None
-    lock = FileLock(str(out / LOCK_NAME), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ConfigError(f"{out} is in use by another losia-cl process (it holds {out / LOCK_NAME}); "
-                          "wait for it to finish") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    :meth:`acquire` raises :class:`ConfigError` at once when another process holds it.
+    """
+
+    def __init__(self, out: Path) -> None:
+        from filelock import FileLock
+
+        self.out = out
+        self._lock = FileLock(str(out / LOCK_NAME), timeout=0)
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise write_error(self.out, error) from None
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise ConfigError(f"{self.out} is in use by another losia-cl process (it holds "
+                              f"{self.out / LOCK_NAME}); wait for it to finish") from None
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
