@@ -236,16 +236,15 @@ def _sentiment_files(root: Path) -> Path:
     return root / "sentiment.toml"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("layout", [_alpaca_files, _sentiment_files])
-def test_documented_layouts_run_through_losia_cl_run(tmp_path, layout):
+def test_documented_layouts_run_through_losia_cl_run(tmp_path, layout, monkeypatch):
+    from losia_cl.cli import main
+
     manifest = layout(tmp_path)
-    args = ["run", "--stream", str(manifest), "--model", "tiny-llama", "--methods", "losia", "--max-steps", "2",
-            "--max-test-examples", "2", "--batch-size", "4", "--max-length", "96", "--no-report", "--out",
-            str(tmp_path / "run")]
-    result = subprocess.run([sys.executable, "-m", "losia_cl.cli", *args], capture_output=True, text=True,
-                            timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--stream", manifest.name, "--model", "tiny-llama", "--methods", "losia", "--max-steps", "2",
+            "--max-test-examples", "2", "--batch-size", "4", "--max-length", "96", "--no-report", "--out", "run", "-q"]
+    assert main(args) == 0
     results = json.loads((tmp_path / "run" / "losia" / "results.json").read_text())
     stream = load_stream(manifest)
     assert results["tasks"] == stream.task_names and len(results["scores"]) == len(stream) + 1
