@@ -23,7 +23,7 @@ from losia_cl.streams.tokenization import collate_for_training, encode_examples,
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
 from losia_cl.trainer.config import RunConfig
-from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
+from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import atomic_write_json, atomic_write_text
 from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
@@ -77,23 +77,28 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> N
     atomic_write_text(folder / "predictions" / f"stage{stage}-{evaluation.task}.jsonl", lines)
 
 
+def stage_evaluator(tokenizer: Any, stream: Stream, config: RunConfig) -> Evaluator:
+    """The evaluator of every task of ``stream`` (prompts tokenized once, reused at every stage)."""
+    return Evaluator(tokenizer, list(stream), batch_size=config.eval_batch_size, max_length=config.max_length,
+                     chat_template=config.chat_template)
+
+
 def evaluate_stage(
-    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int,
+    evaluator: Evaluator | None = None,
 ) -> list[float]:
     """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
-    from tqdm.auto import tqdm
-
-    row = []
+    evaluator = evaluator or stage_evaluator(tokenizer, stream, config)
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
-    for task in tqdm(list(stream), desc=f"evaluate {label}", unit="task", leave=False,
-                     disable=not config.progress):
-        evaluation = evaluate_task(
-            model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
-            chat_template=config.chat_template, device=device,
-        )
+    evaluations = evaluator.evaluate(model, device, progress=config.progress, desc=f"evaluate {label}")
+    for evaluation in evaluations:
         write_predictions(folder, stage, evaluation)
-        row.append(evaluation.score)
+    row = [evaluation.score for evaluation in evaluations]
     logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
+    stats = evaluator.last_stats
+    if stats is not None:
+        logger.debug("%s: %d prompts in %d batches, %.1f s, %.1f new tokens/s", label, stats.prompts, stats.batches,
+                     stats.seconds, stats.new_tokens_per_second)
     return row
 
 
@@ -161,6 +166,7 @@ class SequentialTrainer:
         )
         overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
         pad = pad_token_id(tokenizer)
+        evaluator = stage_evaluator(tokenizer, self.stream, config)
 
         for index, task in enumerate(self.stream):
             if checkpoint is not None and index < checkpoint.task_index:
@@ -189,7 +195,9 @@ class SequentialTrainer:
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
             started = time.perf_counter()
-            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1))
+            progress.scores.append(
+                evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1, evaluator)
+            )
             progress.eval_seconds += time.perf_counter() - started
             weights = {name: w for name, (_, w) in self.method.target_weights(model).items()}
             stability.measure(f"after {task.name}", weights, base=base_weights)
