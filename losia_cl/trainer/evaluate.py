@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from losia_cl.metrics.scorers import get_scorer
+from losia_cl.progress import progress_bar
 from losia_cl.streams.tokenization import collate_for_generation, decode_generated, encode_examples, pad_token_id
 from losia_cl.streams.types import Task
 
@@ -117,8 +118,6 @@ class Evaluator:
     def generate(self, model: nn.Module, device: torch.device | None = None, progress: bool = False,
                  desc: str = "evaluate") -> list[list[str]]:
         """Greedy predictions ``[task][example]`` of ``model`` (left in the train/eval mode it had)."""
-        from tqdm.auto import tqdm
-
         device = device or next(model.parameters()).device
         prompts = self.prompts()
         pad = pad_token_id(self.tokenizer)
@@ -129,7 +128,7 @@ class Evaluator:
         model.eval()
         started = time.perf_counter()
         try:
-            for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=not progress):
+            for start in progress_bar(starts, enabled=progress, desc=desc, unit="batch", leave=False):
                 batch = prompts[start:start + self.batch_size]
                 for prompt, text, new in self._generate_batch(model, batch, pad, device, counts):
                     predictions[prompt.task][prompt.index] = text
