@@ -26,7 +26,7 @@ from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
-from losia_cl.trainer.files import atomic_write_json, atomic_write_text
+from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
 
@@ -111,6 +111,8 @@ class SequentialTrainer:
         self.device = device
         self.base_scores = base_scores
         self.folder = config.out_dir / method_name
+        #: checkpoints reach the disk in the background while training and evaluation go on
+        self._sync = DeferredSync()
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -126,7 +128,7 @@ class SequentialTrainer:
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
             progress=asdict(progress),
-        ).save(self.folder)
+        ).save(self.folder, self._sync)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
@@ -255,5 +257,6 @@ class SequentialTrainer:
         ).to_json()
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
         atomic_write_json(self.folder / "results.json", results)
+        self._sync.close()
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)
         return results
