@@ -8,6 +8,10 @@ stops at its own task's ``max_new_tokens`` or at EOS, and a batch stops as soon 
 has stopped.  Greedy decoding gives every row the tokens it would get alone (up to
 floating-point ties); ``tests/test_trainer_evaluate.py`` checks the predictions against a
 per-example greedy decode.
+
+With a :class:`~losia_cl.distributed.context.DistContext` of several processes the same batches
+are formed and dealt out round-robin, each rank generates its batches, and the predictions are
+gathered back in order on every rank, so the result equals the one-process evaluation.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +29,9 @@ from losia_cl.metrics.scorers import get_scorer
 from losia_cl.progress import progress_bar
 from losia_cl.streams.tokenization import collate_for_generation, decode_generated, encode_examples, pad_token_id
 from losia_cl.streams.types import Task
+
+if TYPE_CHECKING:
+    from losia_cl.distributed.context import DistContext
 
 logger = logging.getLogger(__name__)
 
@@ -116,29 +123,38 @@ class Evaluator:
 
     @torch.no_grad()
     def generate(self, model: nn.Module, device: torch.device | None = None, progress: bool = False,
-                 desc: str = "evaluate") -> list[list[str]]:
-        """Greedy predictions ``[task][example]`` of ``model`` (left in the train/eval mode it had)."""
+                 desc: str = "evaluate", dist: DistContext | None = None) -> list[list[str]]:
+        """Greedy predictions ``[task][example]`` of ``model`` (left in the train/eval mode it had).
+
+        With ``dist``, this rank generates its share of the batches and every rank gets all
+        predictions; :attr:`last_stats` then counts this rank's batches.
+        """
         device = device or next(model.parameters()).device
         prompts = self.prompts()
         pad = pad_token_id(self.tokenizer)
         predictions = [[""] * len(task.test) for task in self.tasks]
         counts = {"batches": 0, "padded": 0, "new": 0, "steps": 0}
-        starts = range(0, len(prompts), self.batch_size)
+        batches = [prompts[start:start + self.batch_size] for start in range(0, len(prompts), self.batch_size)]
+        mine = batches if dist is None else dist.shard(batches)
+        generated: dict[tuple[int, int], str] = {}
         was_training = model.training
         model.eval()
         started = time.perf_counter()
         try:
-            for start in progress_bar(starts, enabled=progress, desc=desc, unit="batch", leave=False):
-                batch = prompts[start:start + self.batch_size]
+            for batch in progress_bar(mine, enabled=progress, desc=desc, unit="batch", leave=False):
                 for prompt, text, new in self._generate_batch(model, batch, pad, device, counts):
-                    predictions[prompt.task][prompt.index] = text
+                    generated[(prompt.task, prompt.index)] = text
                     counts["new"] += new
         finally:
             model.train(was_training)
+        parts = dist.gather_objects(generated) if dist is not None and dist.enabled else [generated]
+        for part in parts:
+            for (task, index), text in part.items():
+                predictions[task][index] = text
         self.last_stats = GenerationStats(
-            prompts=len(prompts), batches=counts["batches"], prompt_tokens=sum(len(p.ids) for p in prompts),
-            padded_prompt_tokens=counts["padded"], new_tokens=counts["new"], decode_steps=counts["steps"],
-            seconds=time.perf_counter() - started,
+            prompts=sum(len(b) for b in mine), batches=counts["batches"],
+            prompt_tokens=sum(len(p.ids) for b in mine for p in b), padded_prompt_tokens=counts["padded"],
+            new_tokens=counts["new"], decode_steps=counts["steps"], seconds=time.perf_counter() - started,
         )
         return predictions
 
@@ -168,9 +184,9 @@ class Evaluator:
         return [(p, text, _kept_tokens(row[width:], eos)) for p, text, row in zip(batch, texts, rows)]
 
     def evaluate(self, model: nn.Module, device: torch.device | None = None, progress: bool = False,
-                 desc: str = "evaluate") -> list[TaskEvaluation]:
+                 desc: str = "evaluate", dist: DistContext | None = None) -> list[TaskEvaluation]:
         """Generate for every test prompt and score each task (one :class:`TaskEvaluation` per task, in order)."""
-        predictions = self.generate(model, device, progress=progress, desc=desc)
+        predictions = self.generate(model, device, progress=progress, desc=desc, dist=dist)
         return [score_task(task, preds) for task, preds in zip(self.tasks, predictions)]
 
 
@@ -205,7 +221,8 @@ def evaluate_task(
     max_length: int,
     chat_template: bool = False,
     device: torch.device | None = None,
+    dist: DistContext | None = None,
 ) -> TaskEvaluation:
     """Generate greedily for every test prompt of one task and score the predictions (see :class:`Evaluator`)."""
     evaluator = Evaluator(tokenizer, [task], batch_size=batch_size, max_length=max_length, chat_template=chat_template)
-    return evaluator.evaluate(model, device)[0]
+    return evaluator.evaluate(model, device, dist=dist)[0]
