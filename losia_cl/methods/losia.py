@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,8 +10,10 @@ from torch import Tensor, nn
 
 from losia_cl.methods.base import METHODS, TaskContext
 from losia_cl.methods.weights import block_linear_weights
+from losia_cl.optim.build import build_losia
 from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.losia import LoSiA
+from losia_cl.optim.lr import advance_scheduler, losia_scheduler
 from losia_cl.optim.pro import unpatch
 from losia_cl.optim.targets import find_targets
 
@@ -48,7 +51,11 @@ class LoSiAMethod:
         return model
 
     def build_optimizer(self, model: nn.Module, ctx: TaskContext):
-        return LoSiA.for_model(model, self.config_for(model, ctx), ctx.num_training_steps), None
+        """A fresh LoSiA and its warm-up + cosine envelope (a ``LambdaLR`` over the task's steps)."""
+        optimizer = build_losia(model, self.config_for(model, ctx))
+        scheduler = losia_scheduler(optimizer, ctx.num_training_steps)
+        optimizer.register_load_state_dict_post_hook(_legacy_scheduler_sync(scheduler))
+        return optimizer, scheduler
 
     def new_subnets(self, optimizer: LoSiA, initial: bool = False) -> dict[str, tuple[Tensor, Tensor]] | None:
         step = optimizer.global_step
@@ -90,3 +97,16 @@ class LoSiAProMethod(LoSiAMethod):
 
     name: str = "losia-pro"
     pro: bool = True
+
+
+def _legacy_scheduler_sync(scheduler) -> Any:
+    """A load-state-dict post hook: a state dict from before the envelope was a scheduler carries no
+    scheduler state, so move ``scheduler`` to the loaded step (the learning rate the old code used)."""
+    ref = weakref.ref(scheduler)
+
+    def hook(optimizer: LoSiA) -> None:
+        scheduler = ref()
+        if scheduler is not None and optimizer.legacy_envelope:
+            advance_scheduler(scheduler, optimizer.global_step)
+
+    return hook

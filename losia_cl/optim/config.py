@@ -33,12 +33,15 @@ class LoSiAConfig:
         "its slot and re-localizes at the slot's end.",
         50,
     )
-    lr: float = documented("Peak learning rate (> 0) of the subnet (and dense) updates.", 1e-4)
+    lr: float = documented(
+        "Peak learning rate (> 0): every parameter group's initial lr (a scheduler may change it at every step).", 1e-4
+    )
     betas: tuple[float, float] = documented("Adam coefficients (beta1, beta2), each in [0, 1).", (0.9, 0.999))
     eps: float = documented("Adam denominator epsilon (> 0).", 1e-6)
     weight_decay: float = documented("Decoupled weight decay (>= 0), applied to the trained subnet entries only.", 0.0)
     warmup_ratio: float = documented(
-        "Fraction in [0, 1) of all training steps spent in the global linear warm-up of the learning-rate envelope.",
+        "Fraction in [0, 1) of all training steps spent in the linear warm-up of the learning-rate envelope "
+        "(losia_cl.optim.lr.losia_scheduler; the losia method uses it).",
         0.0,
     )
     min_lr_ratio: float = documented(
@@ -67,7 +70,7 @@ class LoSiAConfig:
     )
     dense_params: str = documented(
         "Non-target parameters (embeddings, norms, head when q = 0): 'frozen' (default, a true PEFT method) or "
-        "'adamw' (trained densely with AdamW under the same learning-rate envelope).",
+        "'adamw' (trained densely with AdamW at the group's learning rate).",
         "frozen",
     )
     target_modules: tuple[str, ...] | None = documented(

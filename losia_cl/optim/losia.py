@@ -3,7 +3,10 @@
 Parameter groups carrying ``losia=True`` hold one target matrix (its weight, and its bias if it
 has one) and the keys ``slot`` (time slot), ``name``, ``num_rows``, ``num_cols`` and
 ``transposed`` (True for GPT-2's ``Conv1D``, whose weight is stored as (d_in, d_out)); other
-groups are trained densely with AdamW.  :meth:`LoSiA.for_model` builds the groups from a model.
+groups are trained densely with AdamW.  :func:`losia_cl.optim.build.build_losia` builds the
+groups from a model.  Every group's ``lr`` is read at every step, so any learning-rate
+scheduler drives LoSiA as it drives AdamW; a re-localized matrix runs at
+``group["lr"] * min(1, (s - r + 1) / T)`` (its re-warm ramp).
 
 Per-parameter state holds tensors only:
 
@@ -22,26 +25,37 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from losia_cl.errors import ConfigError
 from losia_cl.optim.adamw import adamw_update
 from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.localize import localize, random_subnet, sensitivity, update_importance_emas
-from losia_cl.optim.schedule import SlotSchedule, envelope_lr, rewarm_factor
-from losia_cl.optim.targets import Target, find_targets
+from losia_cl.optim.schedule import SlotSchedule, rewarm_factor
 
 logger = logging.getLogger(__name__)
 
 #: state entries that must keep their own dtype (torch casts float state to the parameter's dtype)
 _KEEP_DTYPE = ("rows", "cols", "last_relocalization", "importance_avg", "uncertainty_avg", "step")
+#: version of the "losia" entry of the state dict; entries without one were written when LoSiA applied
+#: the warm-up + cosine envelope itself (see :attr:`LoSiA.legacy_envelope`)
+STATE_FORMAT = 2
 #: config fields that must match when loading a state dict
 _SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor")
 
-SubnetObserver = Callable[[Tensor, Tensor, bool], None]
+
+
+class SubnetObserver(Protocol):
+    """What follows a target matrix's subnet (a LoSiA-Pro layer)."""
+
+    def set_subnet(self, rows: Tensor, cols: Tensor, full: bool) -> None:
+        """New subnet indices; ``full`` while the matrix records importance (it needs its full gradient)."""
+
+    def release(self) -> None:
+        """The optimizer is gone: behave as a plain layer again (full gradients)."""
 
 
 class LoSiA(torch.optim.Optimizer):
@@ -56,15 +70,8 @@ class LoSiA(torch.optim.Optimizer):
     records importance keeps its full gradient.
     """
 
-    def __init__(
-        self,
-        params: Iterable[dict[str, Any]],
-        config: LoSiAConfig | None = None,
-        num_training_steps: int = 1000,
-    ) -> None:
+    def __init__(self, params: Iterable[dict[str, Any]], config: LoSiAConfig | None = None) -> None:
         config = config or LoSiAConfig()
-        if not isinstance(num_training_steps, int) or num_training_steps < 1:
-            raise ConfigError(f"num_training_steps = {num_training_steps!r} is invalid: it must be an integer >= 1")
         defaults = {
             "lr": config.lr,
             "betas": config.betas,
@@ -74,8 +81,10 @@ class LoSiA(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
         self.config = config
-        self.num_training_steps = num_training_steps
         self.global_step = 0
+        #: True after loading a state dict written when LoSiA applied the learning-rate envelope itself:
+        #: the caller's scheduler must then be moved to ``global_step`` (the ``losia`` method does it)
+        self.legacy_envelope = False
         target_groups = self._target_groups()
         if not target_groups:
             raise ConfigError("LoSiA needs at least one parameter group with losia=True (a target matrix)")
@@ -91,45 +100,8 @@ class LoSiA(torch.optim.Optimizer):
             self._validate_group(group)
             self._init_target_state(group, generator)
         self._install_grad_hooks()
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def for_model(
-        cls, model: nn.Module, config: LoSiAConfig | None = None, num_training_steps: int = 1000
-    ) -> LoSiA:
-        """Build LoSiA for ``model``: find the targets, freeze or group the rest, patch for Pro.
-
-        Targets are found structurally (see :func:`~losia_cl.optim.targets.find_targets`).
-        Non-target parameters are frozen (``dense_params='frozen'``) or trained with AdamW
-        (``'adamw'``).  With ``config.pro`` the target linears are swapped for LoSiA-Pro layers
-        (undo with :func:`losia_cl.unpatch`).
-        """
-        config = config or LoSiAConfig()
-        targets = find_targets(model, config.rank_factor, config.target_modules, config.output_rank_factor)
-        groups = [_target_group(t) for t in targets]
-        target_ids = {id(p) for g in groups for p in g["params"]}
-        dense, seen = [], set(target_ids)
-        for p in model.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                dense.append(p)
-        for g in groups:
-            for p in g["params"]:
-                p.requires_grad_(True)
-        if config.dense_params == "adamw":
-            for p in dense:
-                p.requires_grad_(True)
-            if dense:
-                groups.append({"params": dense, "losia": False, "name": "dense"})
-        else:
-            for p in dense:
-                p.requires_grad_(False)
-        optimizer = cls(groups, config, num_training_steps)
-        if config.pro:
-            from losia_cl.optim.pro import attach_pro
-
-            attach_pro(model, optimizer, targets)
-        return optimizer
+        # hooks and LoSiA-Pro layers must not outlive the optimizer: release them when it is collected
+        self._finalizer = weakref.finalize(self, _release, self._hooks, self._observers)
 
     def _target_groups(self) -> list[dict[str, Any]]:
         return [g for g in self.param_groups if g["losia"]]
@@ -187,20 +159,22 @@ class LoSiA(torch.optim.Optimizer):
                 )
 
     def close(self) -> None:
-        """Remove the gradient hooks this optimizer installed on the model's parameters."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks.clear()
+        """Remove the gradient hooks on the model's parameters and return LoSiA-Pro layers to plain mode.
+
+        Also done automatically when the optimizer is garbage-collected; call it to be explicit.
+        """
+        self._finalizer()
 
     def register_grad_sink(self, param: Tensor, sink: Tensor) -> None:
         """Take ``param``'s subnet gradient from ``sink.grad`` (a |R|x|C| or |R| leaf) when not recording."""
         self._grad_sinks[id(param)] = sink
 
     def register_subnet_observer(self, weight: Tensor, observer: SubnetObserver) -> None:
-        """Call ``observer(rows, cols, full)`` now and whenever ``weight``'s subnet or mode changes.
+        """Call ``observer.set_subnet(rows, cols, full)`` now and whenever ``weight``'s subnet or mode changes.
 
         ``full`` is True for the steps in which the matrix records importance (it then needs
-        its full gradient).  Observers are not part of the state dict.
+        its full gradient).  ``observer.release()`` is called when the optimizer is closed or
+        collected.  Observers are not part of the state dict.
         """
         self._observers[id(weight)] = observer
         group = self._group_of(weight)
@@ -217,7 +191,7 @@ class LoSiA(torch.optim.Optimizer):
         observer = self._observers.get(id(weight))
         if observer is not None:
             state = self.state[weight]
-            observer(state["rows"], state["cols"], self.schedule.records(group["slot"], self.global_step))
+            observer.set_subnet(state["rows"], state["cols"], self.schedule.records(group["slot"], self.global_step))
 
     # ------------------------------------------------------------------ public views
     def subnets(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -241,12 +215,13 @@ class LoSiA(torch.optim.Optimizer):
                 total += sum(p.numel() for p in g["params"])
         return total
 
-    def learning_rate(self, step: int | None = None, last_relocalization: int = -1) -> float:
-        """Learning rate at ``step`` (default: the next step) for a matrix re-localized at that boundary."""
+    def learning_rate(self, group: dict[str, Any], step: int | None = None) -> float:
+        """Learning rate of ``group`` at ``step`` (default: the next step): ``group["lr"]`` times the re-warm factor."""
         step = self.global_step if step is None else step
-        c = self.config
-        envelope = envelope_lr(step, self.num_training_steps, c.lr, c.warmup_ratio, c.min_lr_ratio)
-        return envelope * rewarm_factor(step, last_relocalization, c.period)
+        if not group["losia"]:
+            return group["lr"]
+        last = int(self.state[group["params"][0]]["last_relocalization"])
+        return group["lr"] * rewarm_factor(step, last, self.config.period)
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
@@ -276,7 +251,7 @@ class LoSiA(torch.optim.Optimizer):
                     sink.grad.zero_()
 
     def _step_dense(self, group: dict[str, Any], step: int) -> None:
-        lr = self.learning_rate(step)
+        lr = group["lr"]
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -312,7 +287,7 @@ class LoSiA(torch.optim.Optimizer):
             if full_grad is None:
                 return
             block_grad = full_grad.index_select(0, rows).index_select(1, cols)
-        lr = self.learning_rate(step, int(state["last_relocalization"]))
+        lr = self.learning_rate(group, step)
         hyper = {"lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
         w = _oriented(weight, group)
         block = w.index_select(0, rows).index_select(1, cols)
@@ -380,8 +355,8 @@ class LoSiA(torch.optim.Optimizer):
         """Everything needed to resume: subnets, moments, importance EMAs, steps, the schedule."""
         state_dict = super().state_dict()
         state_dict["losia"] = {
+            "format": STATE_FORMAT,
             "global_step": self.global_step,
-            "num_training_steps": self.num_training_steps,
             "config": self.config.to_dict(),
         }
         return state_dict
@@ -402,6 +377,9 @@ class LoSiA(torch.optim.Optimizer):
         saved_names = [g.get("name") for g in state_dict["param_groups"]]
         if names != saved_names:
             raise ConfigError("the state dict was saved for other target matrices (group names differ)")
+        # before the parent's load, whose post hooks may read them
+        self.global_step = int(extra["global_step"])
+        self.legacy_envelope = "format" not in extra
         kept: dict[int, dict[str, Tensor]] = {}
         plain: dict[int, dict[str, Any]] = {}
         for index, entries in state_dict["state"].items():
@@ -413,25 +391,9 @@ class LoSiA(torch.optim.Optimizer):
             param = params[index]
             for key, value in entries.items():
                 self.state[param][key] = value if key == "step" else value.to(param.device)
-        self.global_step = int(extra["global_step"])
-        self.num_training_steps = int(extra["num_training_steps"])
         for group in self._target_groups():
             self._refresh_complements(group)
             self._notify(group)
-
-
-def _target_group(target: Target) -> dict[str, Any]:
-    num_rows, num_cols = target.subnet_shape
-    params = [target.weight] + ([target.bias] if target.bias is not None else [])
-    return {
-        "params": params,
-        "losia": True,
-        "slot": target.slot,
-        "name": target.name,
-        "num_rows": num_rows,
-        "num_cols": num_cols,
-        "transposed": target.transposed,
-    }
 
 
 def _oriented(tensor: Tensor, group: dict[str, Any]) -> Tensor:
@@ -475,3 +437,13 @@ def _layerwise_hook(ref: weakref.ref, group: dict[str, Any], param: Tensor) -> N
         optimizer._step_target(group, optimizer.global_step)
     for p in params:
         p.grad = None
+
+
+def _release(hooks: list[Any], observers: dict[int, SubnetObserver]) -> None:
+    """Remove the gradient hooks and release the subnet observers (runs once: on close or collection)."""
+    for handle in hooks:
+        handle.remove()
+    hooks.clear()
+    for observer in observers.values():
+        observer.release()
+    observers.clear()
