@@ -87,7 +87,11 @@ class LoSiA(torch.optim.Optimizer):
         self.legacy_envelope = False
         target_groups = self._target_groups()
         if not target_groups:
-            raise ConfigError("LoSiA needs at least one parameter group with losia=True (a target matrix)")
+            raise ConfigError(
+                "LoSiA takes the parameter groups that losia_cl.build_losia(model, config) makes (none has "
+                "losia=True here); with the Hugging Face Trainer use losia_cl.hf.LoSiATrainer(..., losia_config=...) "
+                "or losia_cl.hf.create_optimizer_and_scheduler(model, args, config)"
+            )
         num_slots = 1 + max(g["slot"] for g in target_groups)
         offset = config.period if config.init == "importance" else 0
         self.schedule = SlotSchedule(num_slots, config.period, config.schedule, offset)
