@@ -1,4 +1,9 @@
-"""The ``losia-cl`` command line: run, streams, methods, models, report, compare, bench."""
+"""The ``losia-cl`` command line: run, streams, methods, models, report, compare, bench.
+
+``losia-cl`` without a command prints the help on stderr and exits 2 (a command is required);
+``losia-cl --help`` prints it on stdout and exits 0.  ``-q``/``-v`` work before or after the
+command; every ``--help`` shows the defaults.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,39 @@ import logging
 import sys
 import warnings
 from dataclasses import fields
+from typing import Any
 
 from losia_cl.errors import ConfigError, LosiaError
+from losia_cl.help_formatter import DefaultsHelpFormatter
 
 logger = logging.getLogger("losia_cl")
 
 EXIT_USAGE = 2
+#: Third-party loggers kept at WARNING unless -vv.
+NOISY_LIBRARIES = ("transformers", "datasets", "peft", "urllib3", "filelock", "huggingface_hub", "fsspec")
+
+
+def _verbosity_options() -> argparse.ArgumentParser:
+    """-v/-q for the top-level parser and every command; SUPPRESS lets a command's absence keep the top's."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more output: -v debug messages and library warnings, -vv also the libraries' "
+                             "own logs")
+    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                        help="less output: -q warnings and errors only, no progress bars; -qq errors only")
+    return common
+
+
+_COMMON = _verbosity_options()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every losia-cl parser: defaults in --help and the -v/-q options (sub-commands inherit both)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        kwargs.setdefault("parents", [_COMMON])
+        super().__init__(*args, **kwargs)
 
 
 def _parse_lr(text: str) -> dict[str, float]:
@@ -27,35 +59,75 @@ def _parse_lr(text: str) -> dict[str, float]:
     return out
 
 
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """``run``: one option per RunConfig field.  Options default to SUPPRESS so that the namespace holds
+    exactly what the command line gave (it overrides --config); the help states RunConfig's defaults."""
     from losia_cl.trainer.config import RunConfig
 
     helps = RunConfig.field_help()
     defaults = {f.name: f.default for f in fields(RunConfig)}
     p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
                        description="Train each method through the stream's tasks in order, score every task "
-                                   "after every task, and compare forgetting. Without arguments: the embedded "
+                                   "after every task, and compare forgetting. Without options: the embedded "
                                    "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
-    p.add_argument("--stream", default=defaults["stream"], help=helps["stream"])
-    p.add_argument("--data-dir", default=None, help=helps["data_dir"])
-    p.add_argument("--tasks", default=None, help=helps["tasks"] + " Comma-separated.")
-    p.add_argument("--methods", default=",".join(defaults["methods"]), help=helps["methods"] + " Comma-separated.")
-    p.add_argument("--model", default=defaults["model"], help=helps["model"])
-    p.add_argument("--out", default=None, help=helps["out"])
-    p.add_argument("--seed", type=int, default=defaults["seed"], help=helps["seed"])
+
+    def option(name: str, *flags: str, **kwargs: Any) -> None:
+        text = kwargs.pop("help", helps[name])
+        if defaults[name] is not None and "(default" not in text and kwargs.get("action") is None:
+            text += f" (default: {_shown(defaults[name])})"
+        p.add_argument(*(flags or ("--" + name.replace("_", "-"),)), dest=name, default=argparse.SUPPRESS,
+                       help=text.replace("%", "%%"), **kwargs)
+
+    p.add_argument("--config", metavar="RUN.toml", default=None,
+                   help="Read run options from a TOML file (keys: the option names); options given on the "
+                        "command line override it.")
+    option("stream", help=helps["stream"] + " Also a .json/.jsonl/.csv/.parquet data file (one task).")
+    option("data_dir")
+    option("tasks", help=helps["tasks"] + " Comma-separated.")
+    option("methods", help=helps["methods"] + " Comma-separated.")
+    option("model")
+    option("out")
+    option("seed", type=int)
     for name in ("epochs", "max_steps", "batch_size", "grad_accum", "max_length", "max_train_examples",
                  "max_test_examples", "eval_batch_size", "checkpoint_every"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], help=helps[name])
-    p.add_argument("--max-grad-norm", type=float, default=defaults["max_grad_norm"], help=helps["max_grad_norm"])
-    p.add_argument("--lr", type=_parse_lr, default={}, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number.")
-    p.add_argument("--no-shuffle", action="store_true", help="Train on each task's examples in file order.")
-    p.add_argument("--chat-template", action="store_true", help=helps["chat_template"])
-    p.add_argument("--dtype", default=defaults["dtype"], help=helps["dtype"])
-    p.add_argument("--device", default=defaults["device"], help=helps["device"])
-    p.add_argument("--resume", action="store_true", help=helps["resume"])
-    p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
-    p.add_argument("--no-report", action="store_true", help="Do not write the HTML report at the end.")
+        option(name, type=int)
+    option("max_grad_norm", type=float)
+    option("lr", type=_parse_lr, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number for all.")
+    option("shuffle", "--no-shuffle", action="store_false",
+           help="Train on each task's examples in file order (default: a seeded shuffle every epoch).")
+    option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])
+    option("dtype")
+    option("device")
+    option("resume", "--resume", action="store_true", help=helps["resume"])
+    option("progress", "--no-progress", action="store_false",
+           help="Hide progress bars (they show only on a terminal anyway; so does TQDM_DISABLE=1).")
+    option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
     p.set_defaults(func=_cmd_run)
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig keywords: the --config file's values, replaced by those given on the command line."""
+    from losia_cl.trainer.config import RunConfig
+    from losia_cl.trainer.run_file import read_run_file
+
+    names = {f.name for f in fields(RunConfig)}
+    values = read_run_file(args.config) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    if _verbosity(args) < 0:
+        values["progress"] = False
+    lr = dict(values.get("lr") or {})
+    if "*" in lr:
+        methods = RunConfig.__dataclass_fields__["methods"].default
+        chosen = values.get("methods", methods)
+        if isinstance(chosen, str):
+            chosen = tuple(m.strip() for m in chosen.split(",") if m.strip())
+        rate = lr.pop("*")
+        values["lr"] = {**{m: rate for m in chosen}, **lr}
+    return values
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -63,20 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from losia_cl.trainer.experiment import run_experiment
     from losia_cl.trainer.summary import comparison_table
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    lr = dict(args.lr)
-    if "*" in lr:
-        value = lr.pop("*")
-        lr = {**{m: value for m in methods}, **lr}
-    config = RunConfig(
-        stream=args.stream, data_dir=args.data_dir, tasks=args.tasks, methods=methods, model=args.model,
-        out=args.out, seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
-        max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
-        eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
-        shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
-        progress=not args.no_progress, report=not args.no_report,
-    )
+    config = RunConfig(**_run_options(args))
     outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
@@ -98,6 +157,7 @@ def _cmd_streams(args: argparse.Namespace) -> int:
     for name, description in describe_streams():
         sys.stdout.write(f"{name:12s} {description}\n")
     sys.stdout.write("{:12s} {}\n".format("PATH.toml", "a custom stream described by a TOML manifest"))
+    sys.stdout.write("{:12s} {}\n".format("DATA FILE", "one task from a .json/.jsonl/.csv/.parquet file"))
     return 0
 
 
@@ -119,16 +179,30 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from losia_cl.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def _version() -> str:
+    from losia_cl import __version__
+
+    return f"losia-cl {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="losia-cl", description="Continual learning for language models with LoSiA.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser = _Parser(prog="losia-cl", description="Continual learning for language models with LoSiA. "
+                                                  "The main job: losia-cl run.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
-    sub.add_parser("bench", help="training-step speed and memory of full FT, LoRA, LoSiA, LoSiA-Pro "
-                                 "(losia-cl bench --help)")
+    # bench has its own parser (losia_cl.bench; it imports torch): every argument after the word goes to it
+    sub.add_parser("bench", add_help=False, help="training-step speed and memory of full FT, LoRA, LoSiA, "
+                                                 "LoSiA-Pro (losia-cl bench --help)").set_defaults(func=_cmd_bench)
     try:
         from losia_cl.report import add_cli
     except ImportError:  # pragma: no cover - the report package is part of the distribution
@@ -138,26 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verbosity(args: argparse.Namespace) -> int:
+    """-v count minus -q count."""
+    return getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(max(verbosity, -2), logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
+    if verbosity < 1:  # deprecation notices of the libraries we drive are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":  # its own parser takes every option after the word
-        from losia_cl.bench import main as bench_main
-
-        return bench_main(argv[1:])
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "-vv", "--verbose"):
-        argv = ["run", *argv]
-    if argv and argv[0] in ("-v", "-vv", "--verbose") and (len(argv) == 1 or argv[1].startswith("-")):
-        argv = [argv[0], "run", *argv[1:]]
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("transformers", "datasets", "peft", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    if not args.verbose:  # deprecation notices of the libraries we drive are not the user's business
-        warnings.filterwarnings("ignore", category=FutureWarning)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is _cmd_bench:
+        args.bench_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _configure_logging(_verbosity(args))
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
