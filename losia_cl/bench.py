@@ -70,6 +70,7 @@ def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
     options: dict[str, float] = {"lr": 1e-5}
     if method.startswith("losia"):
         options["rank_factor"] = cfg.rank_factor
+        options["pro"] = method == "losia-pro"  # the row "losia" times the plain path
     elif method in ("lora", "dora", "pissa"):
         options["match_rank_factor"] = cfg.rank_factor  # rank matched to LoSiA's trainable parameters
     trainer_method = create_method(method, **options)

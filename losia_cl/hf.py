@@ -102,5 +102,6 @@ class LoSiATrainer(Trainer):
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = build_losia(self.model if model is None else model, config_from_args(self.args, self.losia_config))
+            target = self.model if model is None else model
+            self.optimizer = build_losia(target, config_from_args(self.args, self.losia_config))
         return self.optimizer

@@ -16,7 +16,7 @@ from losia_cl.optim.lr import losia_scheduler
 from losia_cl.optim.schedule import SlotSchedule, envelope_lr, rewarm_factor
 from losia_cl.optim.targets import find_targets
 
-from conftest import make_tiny_llama
+from conftest import make_tiny_llama, max_abs_diff
 
 CONSTANT_LR = {"warmup_ratio": 0.0, "min_lr_ratio": 1.0}
 
@@ -47,9 +47,8 @@ def test_full_rank_without_relocalization_equals_adamw(batch):
     adamw = torch.optim.AdamW(model_b.parameters(), lr=1e-3, betas=config.betas, eps=config.eps, weight_decay=0.01)
     train_steps(model_a, losia, batch, 20)
     train_steps(model_b, adamw, batch, 20)
-    worst = max((pa - pb).abs().max().item() for pa, pb in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-6
-    moved = max((pa - pb).abs().max().item() for pa, pb in zip(model_a.parameters(), make_tiny_llama(seed=3).parameters()))
+    assert max_abs_diff(model_a, model_b) < 1e-6
+    moved = max_abs_diff(model_a, make_tiny_llama(seed=3))
     assert moved > 1e-3  # the comparison is not vacuous: both really trained
 
 
@@ -241,8 +240,7 @@ def test_gradient_accumulation_equals_one_big_batch(batch):
         for opt in (opt_a, opt_b):
             opt.step()
             opt.zero_grad()
-    worst = max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-5
+    assert max_abs_diff(model_a, model_b) < 1e-5
 
 
 def test_layerwise_mode_matches_step_mode(batch):
@@ -255,8 +253,7 @@ def test_layerwise_mode_matches_step_mode(batch):
     train_steps(model_b, opt_b, batch, 9,
                 on_step=lambda s: grads_seen.append(sum(p.grad is not None for g in opt_b.param_groups if g["losia"] for p in g["params"])))
     assert grads_seen == [0] * 9  # target gradients were freed inside backward
-    worst = max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-6
+    assert max_abs_diff(model_a, model_b) < 1e-6
 
 
 # ---------------------------------------------------------------- 7. GPT-2 (Conv1D) and targeting
@@ -277,8 +274,23 @@ def test_gpt2_conv1d_targets_train_and_stay_confined():
     assert changed.numel() > 0
     assert set(changed[:, 1].tolist()) <= set(rows.tolist()) and set(changed[:, 0].tolist()) <= set(cols.tolist())
     assert losses[-1] < losses[0]
-    with pytest.raises(ConfigError, match="Conv1D"):
-        build_losia(model, LoSiAConfig(pro=True))
+
+
+def test_pro_falls_back_to_the_plain_path_for_conv1d(caplog):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from losia_cl.optim.pro import LoSiAProLinear
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    with caplog.at_level("INFO", logger="losia_cl.optim.build"):
+        opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=3, lr=1e-2, pro=True))
+    lines = [r.getMessage() for r in caplog.records if r.name == "losia_cl.optim.build"]
+    assert lines == ["LoSiA: 8 of 8 target matrices on the plain path (LoSiA-Pro needs nn.Linear, not Conv1D)"]
+    assert not any(isinstance(m, LoSiAProLinear) for m in model.modules())
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    losses = train_steps(model, opt, ids, 3)
+    assert losses[-1] < losses[0]
 
 
 def test_targets_are_found_structurally_with_slots(tiny_llama):

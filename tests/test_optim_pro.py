@@ -27,13 +27,15 @@ def _train(model, opt, ids, steps, clip=1.0, scheduler=None):
 
 
 @pytest.mark.parametrize("dense_params", ["frozen", "adamw"])
-def test_pro_equals_plain_losia_over_three_cycles(batch, dense_params):
+def test_pro_by_default_equals_plain_losia_over_three_cycles(batch, dense_params):
     base = make_tiny_llama(seed=11, layers=2)
     config = dict(rank_factor=1 / 4, period=3, lr=5e-3, dense_params=dense_params, warmup_ratio=0.1)
     plain, pro = copy.deepcopy(base), copy.deepcopy(base)
     steps = 3 * 2 * 3 + 1  # three full cycles of N=2 slots x T=3, plus one step
-    opt_plain = build_losia(plain, LoSiAConfig(**config))
-    opt_pro = build_losia(pro, LoSiAConfig(**config, pro=True))
+    opt_plain = build_losia(plain, LoSiAConfig(**config, pro=False))
+    opt_pro = build_losia(pro, LoSiAConfig(**config))  # LoSiA-Pro is the default
+    assert sum(isinstance(m, LoSiAProLinear) for m in pro.modules()) == 14
+    assert not any(isinstance(m, LoSiAProLinear) for m in plain.modules())
     sched_plain, sched_pro = losia_scheduler(opt_plain, steps), losia_scheduler(opt_pro, steps)
     history_plain, history_pro = [], []
     for _ in range(steps):

@@ -33,7 +33,7 @@ class LoSiAMethod:
     period: int | None = None
     losia_options: dict[str, Any] = field(default_factory=dict)
     name: str = "losia"
-    pro: bool = False
+    pro: bool = True
 
     def config_for(self, model: nn.Module, ctx: TaskContext) -> LoSiAConfig:
         period = self.period
@@ -93,7 +93,7 @@ class LoSiAMethod:
 @METHODS.register("losia-pro")
 @dataclass
 class LoSiAProMethod(LoSiAMethod):
-    """LoSiA-Pro: LoSiA with subnet-only activations and weight gradients (the same updates)."""
+    """An alias of ``losia``, whose default is already LoSiA-Pro (subnet-only activations and weight gradients)."""
 
     name: str = "losia-pro"
     pro: bool = True

@@ -48,16 +48,25 @@ def losia_param_groups(model: nn.Module, config: LoSiAConfig) -> tuple[list[dict
 def build_losia(model: nn.Module, config: LoSiAConfig | None = None) -> LoSiA:
     """LoSiA for ``model``: parameter groups from :func:`losia_param_groups`, LoSiA-Pro layers if asked.
 
-    With ``config.pro`` the target ``nn.Linear`` layers are swapped for LoSiA-Pro layers (undo
-    with :func:`losia_cl.unpatch`).  The learning rate is ``config.lr`` in every group; drive it
-    with any scheduler (e.g. :func:`losia_cl.optim.lr.losia_scheduler`, the warm-up + cosine
-    envelope of the config).  Call ``optimizer.close()`` when done.
+    With ``config.pro`` (the default) the target ``nn.Linear`` layers are swapped for LoSiA-Pro
+    layers (undo with :func:`losia_cl.unpatch`); other targets (GPT-2 ``Conv1D``), and every target
+    with ``layerwise=True``, stay on the plain path, said in one log line.  The learning rate is
+    ``config.lr`` in every group; drive it with any scheduler (e.g.
+    :func:`losia_cl.optim.lr.losia_scheduler`, the config's warm-up + cosine envelope).  Call
+    ``optimizer.close()`` when done.
     """
     config = config or LoSiAConfig()
     groups, targets = losia_param_groups(model, config)
     optimizer = LoSiA(groups, config)
     if config.pro:
-        attach_pro(model, optimizer, targets)
+        pro = [] if config.layerwise else [t for t in targets if isinstance(t.module, nn.Linear)]
+        if len(pro) < len(targets):
+            kinds = sorted({type(t.module).__name__ for t in targets if t not in pro})
+            why = "layerwise=True" if config.layerwise else f"LoSiA-Pro needs nn.Linear, not {', '.join(kinds)}"
+            logger.info(
+                "LoSiA: %d of %d target matrices on the plain path (%s)", len(targets) - len(pro), len(targets), why
+            )
+        attach_pro(model, optimizer, pro)
     return optimizer
 
 

@@ -79,13 +79,15 @@ class LoSiAConfig:
         None,
     )
     pro: bool = documented(
-        "LoSiA-Pro: target linears save only the subnet's input columns and compute only the subnet's weight "
-        "gradient (less memory and time, the same updates).",
-        False,
+        "LoSiA-Pro (default): every nn.Linear target becomes a layer that saves only the subnet's input columns "
+        "and computes only the subnet's weight gradient (less memory and time, the same updates). Targets it "
+        "cannot take (GPT-2 Conv1D) and layerwise=True use the plain path. False: the plain path everywhere.",
+        True,
     )
     layerwise: bool = documented(
         "Update each target matrix inside its post-accumulate-grad hook and free its gradient at once (less "
-        "memory). Gives up gradient clipping and gradient accumulation for target matrices.",
+        "memory; plain path, no LoSiA-Pro layers). Gives up gradient clipping and gradient accumulation for "
+        "target matrices.",
         False,
     )
     seed: int = documented("Seed of the random initial subnets (init='random').", 0)
@@ -116,13 +118,9 @@ class LoSiAConfig:
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
         _check(self.init in INITS, "init", self.init, f"one of {INITS}")
         _check(0 <= self.output_rank_factor <= 1, "output_rank_factor", self.output_rank_factor, "in [0, 1]")
+        _check(isinstance(self.pro, bool), "pro", self.pro, "True or False")
+        _check(isinstance(self.layerwise, bool), "layerwise", self.layerwise, "True or False")
         _check(self.dense_params in DENSE_PARAMS, "dense_params", self.dense_params, f"one of {DENSE_PARAMS}")
-        _check(
-            not (self.pro and self.layerwise),
-            "layerwise",
-            self.layerwise,
-            "False when pro=True (LoSiA-Pro already avoids full-size gradients)",
-        )
         if self.target_modules is not None:
             _check(
                 len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),

@@ -153,19 +153,22 @@ def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
 
 
 def attach_pro(model: nn.Module, optimizer: SubnetOptimizer, targets: list[Target]) -> None:
-    """Swap every target ``nn.Linear`` of ``model`` for a :class:`LoSiAProLinear` wired to ``optimizer``."""
+    """Swap each target ``nn.Linear`` of ``model`` for a :class:`LoSiAProLinear` wired to ``optimizer``.
+
+    A target that already is a LoSiA-Pro layer (of an earlier optimizer) is rebuilt for this one.
+    """
     groups = {g["name"]: g for g in optimizer.param_groups if g["losia"]}
     for target in targets:
-        if isinstance(target.module, LoSiAProLinear):
-            raise ConfigError(f"{target.name} is already a LoSiA-Pro layer: call losia_cl.unpatch(model) first")
-        if not isinstance(target.module, nn.Linear):
-            raise ConfigError(
-                f"LoSiAConfig.pro = True supports nn.Linear targets only; {target.name} is "
-                f"{type(target.module).__name__} (use pro=False for GPT-2 style Conv1D layers)"
-            )
+        module = target.module
+        if not isinstance(module, nn.Linear):
+            raise ConfigError(f"LoSiA-Pro needs nn.Linear targets; {target.name} is {type(module).__name__}")
+        if isinstance(module, LoSiAProLinear):
+            linear = module.to_linear()
+            _replace_module(model, module, linear)
+            module = linear
         group = groups[target.name]
-        pro = LoSiAProLinear(target.module, group["num_rows"], group["num_cols"])
-        _replace_module(model, target.module, pro)
+        pro = LoSiAProLinear(module, group["num_rows"], group["num_cols"])
+        _replace_module(model, module, pro)
         target.module = pro
         optimizer.register_grad_sink(pro.weight, pro.weight_grad_sink)
         if pro.bias_grad_sink is not None:
