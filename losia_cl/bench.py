@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 
@@ -67,10 +68,10 @@ def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
     """A closure running one training step of ``method`` (any registered method) on a fixed random batch."""
     from losia_cl.methods import TaskContext, create_method
 
-    options: dict[str, float] = {"lr": 1e-5}
+    options: dict[str, Any] = {"lr": 1e-5}
     if method.startswith("losia"):
         options["rank_factor"] = cfg.rank_factor
-        options["pro"] = method == "losia-pro"  # the row "losia" times the plain path
+        options["losia_options"] = {"pro": method == "losia-pro"}  # the row "losia" times the plain path
     elif method in ("lora", "dora", "pissa"):
         options["match_rank_factor"] = cfg.rank_factor  # rank matched to LoSiA's trainable parameters
     trainer_method = create_method(method, **options)

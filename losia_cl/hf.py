@@ -80,7 +80,8 @@ class LoSiATrainer(Trainer):
     """A ``Trainer`` training ``model`` with LoSiA: ``LoSiATrainer(model, args, ..., losia_config=LoSiAConfig(...))``.
 
     The learning rate, weight decay, Adam betas/epsilon, schedule and warm-up come from ``args``;
-    the other LoSiA settings from ``losia_config``.  ``args.optim`` is not used.  Call
+    the other LoSiA settings from ``losia_config``.  ``args.optim`` is not used.  Gradients are
+    clipped to ``args.max_grad_norm`` by :meth:`LoSiA.clip_grad_norm_`.  Call
     ``trainer.losia.close()`` after training to remove LoSiA's gradient hooks from the model
     (also done when the optimizer is garbage-collected); ``losia_cl.unpatch(model)`` turns
     LoSiA-Pro layers back into ``nn.Linear``.
@@ -99,6 +100,17 @@ class LoSiATrainer(Trainer):
         while optimizer is not None and not isinstance(optimizer, LoSiA):
             optimizer = getattr(optimizer, "optimizer", None)
         return optimizer
+
+    def _clip_grad_norm(self, model: nn.Module) -> Any:
+        """Clip with :meth:`LoSiA.clip_grad_norm_` (the norm of the entries the step applies; the logged
+        ``grad_norm``) on one device or under DDP; FSDP, DeepSpeed and XLA keep accelerate's clipping."""
+        from accelerate.utils import DistributedType
+
+        losia = self.losia
+        if losia is None or self.accelerator.distributed_type not in (DistributedType.NO, DistributedType.MULTI_GPU):
+            return super()._clip_grad_norm(model)
+        self.accelerator.unscale_gradients()
+        return losia.clip_grad_norm_(self.args.max_grad_norm)
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:

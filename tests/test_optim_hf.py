@@ -73,6 +73,7 @@ def test_trainer_logs_the_learning_rate_losia_applies(tmp_path, pro):
     # warm-up over 2 steps from 0, then cosine from 1e-2 to 0 over the remaining 4
     assert applied == pytest.approx([0.0, 5e-3, 1e-2, 1e-2 * (1 + 0.5 ** 0.5) / 2, 5e-3, 1e-2 * (1 - 0.5 ** 0.5) / 2])
     assert trainer.losia.config.lr == 1e-2 and trainer.losia.config.eps == 1e-8  # from TrainingArguments
+    assert trainer.losia.clip_count == 6  # Trainer clipped through LoSiA.clip_grad_norm_ at every step
     trainer.losia.close()
     moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert moved and all("layers" in n and "norm" not in n for n in moved)

@@ -206,7 +206,8 @@ def test_state_numel_is_subnet_moments_plus_one_layer_of_importance(batch):
     moments = 2 * sum(g["num_rows"] * g["num_cols"] for g in groups)
     importance = 2 * sum(g["params"][0].numel() for g in groups if g["slot"] == 1)
     numel = sum(
-        v.numel() for s in opt.state.values() for k, v in s.items() if k not in ("rows", "cols", "step", "last_relocalization")
+        v.numel() for s in opt.state.values() for k, v in s.items()
+        if k not in ("rows", "cols", "step", "last_relocalization", "relocalizations")
     )
     assert numel == moments + importance
     # per layer, p = 1/8: q 8x8, k 4x8, v 4x8, o 8x8, gate 16x8, up 16x8, down 8x16 = 576 entries
@@ -305,10 +306,21 @@ def test_targets_are_found_structurally_with_slots(tiny_llama):
 
 
 def test_head_slot_trains_rows_of_the_output_head(tiny_llama, batch):
-    opt = build_losia(tiny_llama, LoSiAConfig(rank_factor=1 / 8, period=2, output_rank_factor=0.25))
+    opt = build_losia(tiny_llama, LoSiAConfig(rank_factor=1 / 8, period=2, lr=1e-2, output_rank_factor=0.25))
     assert opt.schedule.num_slots == 3
+    head = tiny_llama.lm_head.weight
     rows, cols = opt.subnets()["lm_head"]
-    assert rows.numel() == 32 and cols.numel() == 64
+    assert rows.numel() == 32 and cols.numel() == 64  # floor(V/4) rows of V = 128, every column
+    before = head.detach().clone()
+    embed = tiny_llama.model.embed_tokens.weight.detach().clone()
+    train_steps(tiny_llama, opt, batch, 4)  # slots 0 and 1 record; the head (slot 2) trains its subnet
+    changed = (head.detach() != before).any(dim=1)
+    in_subnet = torch.zeros(128, dtype=torch.bool)
+    in_subnet[rows] = True
+    assert changed[in_subnet].all()  # every subnet row of the head moved ...
+    assert not changed[~in_subnet].any()  # ... and no other row
+    assert torch.equal(tiny_llama.model.embed_tokens.weight.detach(), embed)  # dense_params='frozen'
+    assert torch.equal(opt.subnets()["lm_head"][0], rows)  # not re-localized yet: its slot ends at step 6
 
 
 # ---------------------------------------------------------------- configuration errors

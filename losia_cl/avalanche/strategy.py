@@ -96,7 +96,7 @@ class IncompatiblePluginError(ConfigError):
 REFUSED_WITH_PRO: dict[str, str] = {
     "SynapticIntelligencePlugin": "keys its per-parameter state by parameter name, and LoSiA-Pro swaps the linear "
                                   "layers (and their parameter names) during every experience; use method='losia' with "
-                                  "method_options={'pro': False}, which trains the same updates",
+                                  "method_options={'losia_options': {'pro': False}}, which trains the same updates",
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
+from losia_cl.errors import ConfigError
+from losia_cl.fields import documented
 from losia_cl.methods.base import METHODS, TaskContext
 from losia_cl.methods.weights import block_linear_weights
 from losia_cl.optim.build import build_losia
@@ -15,7 +18,14 @@ from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.losia import LoSiA
 from losia_cl.optim.lr import advance_scheduler, losia_scheduler
 from losia_cl.optim.pro import unpatch
+from losia_cl.optim.schedule import MAX_PERIOD, fit_schedule, relocalization_counts
 from losia_cl.optim.targets import find_targets
+
+
+logger = logging.getLogger(__name__)
+
+#: LoSiAConfig fields the method sets itself (its own options, or per task)
+_SET_BY_METHOD = ("lr", "rank_factor", "period", "seed")
 
 
 @METHODS.register("losia")
@@ -23,28 +33,62 @@ from losia_cl.optim.targets import find_targets
 class LoSiAMethod:
     """LoSiA per task: every task gets a new :class:`LoSiA` optimizer (new subnets, new moments).
 
-    ``period=None`` picks the slot length from the task's budget: ``clamp(steps // slots, 1, 50)``,
-    so every layer re-localizes at least once per task (the paper's T = 50 suits long tasks).
-    Other keyword options are :class:`LoSiAConfig` fields.
+    Each task localizes its own subnets from its own gradients: by default the first slot scores
+    every matrix (``init='importance'``) and the slot length T is fitted to the task's budget
+    (:func:`~losia_cl.optim.schedule.fit_schedule`): the async schedule with the longest
+    ``T <= 50`` (the paper's) that lets every layer record and re-localize, or, when that T would
+    be below ``min_period``, the sync schedule with ``T = min_period``.  ``losia_options`` holds
+    further :class:`LoSiAConfig` fields (``init``, ``schedule``, ``pro``, ... given there win).
     """
 
-    lr: float = 5e-3
-    rank_factor: float = 1 / 8
-    period: int | None = None
-    losia_options: dict[str, Any] = field(default_factory=dict)
-    name: str = "losia"
-    pro: bool = True
+    lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 5e-3)
+    rank_factor: float = documented(
+        "p in (0, 1]: each target matrix trains floor(p*d_out) x floor(p*d_in) entries.", 1 / 8
+    )
+    period: int | None = documented(
+        "Time-slot length T >= 1 in steps; None: fitted to each task's budget (see min_period).", None
+    )
+    min_period: int = documented(
+        "T_min >= 1: with period=None, the fewest steps a layer records importance; a task too short for "
+        "every layer to record T_min steps in its own slot falls back to the sync schedule (all layers "
+        "record together, T = T_min).",
+        4,
+    )
+    losia_options: dict[str, Any] = documented(
+        "Further LoSiAConfig fields by name, e.g. {\"pro\": false} (all but lr, rank_factor, period, seed).",
+        default_factory=dict,
+    )
+    name: str = documented("Name of the method in results.", "losia")
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.min_period, int) and self.min_period >= 1, "min_period", self.min_period,
+                 "an integer >= 1")
+        _require(self.period is None or (isinstance(self.period, int) and self.period >= 1), "period", self.period,
+                 "None or an integer >= 1")
+        clash = sorted(set(self.losia_options) & set(_SET_BY_METHOD))
+        _require(not clash, "losia_options", self.losia_options, f"free of {clash} (options of the method itself)")
+        LoSiAConfig(lr=self.lr, rank_factor=self.rank_factor, **self.losia_options)  # validates the values
+
+    @property
+    def pro(self) -> bool:
+        """Whether LoSiA-Pro layers are used (``losia_options["pro"]``, True by default)."""
+        return bool(self.losia_options.get("pro", True))
 
     def config_for(self, model: nn.Module, ctx: TaskContext) -> LoSiAConfig:
+        """The task's :class:`LoSiAConfig`: the options, the fitted schedule and a per-task seed."""
+        options = {"init": "importance", **self.losia_options}
         period = self.period
         if period is None:
-            base = LoSiAConfig(rank_factor=self.rank_factor, **self.losia_options)
-            targets = find_targets(model, base.rank_factor, base.target_modules, base.output_rank_factor)
+            base = LoSiAConfig(rank_factor=self.rank_factor, **options)
+            targets = find_targets(
+                model, base.rank_factor, base.target_modules, base.output_rank_factor,
+                head_first=base.output_slot == "first", rounding=base.subnet_rounding,
+            )
             slots = len({t.slot for t in targets})
-            period = max(1, min(50, ctx.num_training_steps // slots))
+            period, mode = fit_schedule(ctx.num_training_steps, slots, base.init, self.min_period, MAX_PERIOD)
+            options.setdefault("schedule", mode)
         return LoSiAConfig(
-            lr=self.lr, rank_factor=self.rank_factor, period=period, pro=self.pro, seed=ctx.seed + ctx.task_index,
-            **self.losia_options,
+            lr=self.lr, rank_factor=self.rank_factor, period=period, seed=ctx.seed + ctx.task_index, **options
         )
 
     def prepare(self, model: nn.Module, ctx: TaskContext) -> nn.Module:
@@ -54,6 +98,13 @@ class LoSiAMethod:
         """A fresh LoSiA and its warm-up + cosine envelope (a ``LambdaLR`` over the task's steps)."""
         optimizer = build_losia(model, self.config_for(model, ctx))
         scheduler = losia_scheduler(optimizer, ctx.num_training_steps)
+        c, schedule = optimizer.config, optimizer.schedule
+        counts = relocalization_counts(schedule, ctx.num_training_steps)
+        logger.info(
+            "%s task %d/%d: %d steps, %d slots, T=%d, %s schedule, init=%s, re-localizations per layer: %s",
+            self.name, ctx.task_index + 1, ctx.num_tasks, ctx.num_training_steps, schedule.num_slots, c.period,
+            c.schedule, c.init, _span(counts),
+        )
         optimizer.register_load_state_dict_post_hook(_legacy_scheduler_sync(scheduler))
         return optimizer, scheduler
 
@@ -95,8 +146,7 @@ class LoSiAMethod:
 class LoSiAProMethod(LoSiAMethod):
     """An alias of ``losia``, whose default is already LoSiA-Pro (subnet-only activations and weight gradients)."""
 
-    name: str = "losia-pro"
-    pro: bool = True
+    name: str = documented("Name of the method in results.", "losia-pro")
 
 
 def _legacy_scheduler_sync(scheduler) -> Any:
@@ -110,3 +160,13 @@ def _legacy_scheduler_sync(scheduler) -> Any:
             advance_scheduler(scheduler, optimizer.global_step)
 
     return hook
+
+
+def _span(counts: list[int]) -> str:
+    low, high = min(counts), max(counts)
+    return f"{low}" if low == high else f"{low} to {high}"
+
+
+def _require(ok: bool, option: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"losia.{option} = {value!r} is invalid: it must be {allowed}")

@@ -26,9 +26,21 @@ def losia_param_groups(model: nn.Module, config: LoSiAConfig) -> tuple[list[dict
     ``losia=True`` group (its weight, and its bias if any).  Non-target parameters are frozen
     (``dense_params='frozen'``) or gathered in one dense group.  Sets ``requires_grad`` accordingly.
     """
-    targets = find_targets(model, config.rank_factor, config.target_modules, config.output_rank_factor)
+    targets = find_targets(
+        model, config.rank_factor, config.target_modules, config.output_rank_factor,
+        head_first=config.output_slot == "first", rounding=config.subnet_rounding,
+    )
+    empty = [t for t in targets if 0 in t.subnet_shape]
+    if empty:
+        logger.info("LoSiA: %d target matrices have an empty subnet at int(p*d) and stay frozen", len(empty))
+        for t in empty:
+            for p in (t.weight, t.bias):
+                if p is not None:
+                    p.requires_grad_(False)
+        targets = [t for t in targets if 0 not in t.subnet_shape]
     groups = [_target_group(t) for t in targets]
     seen = {id(p) for g in groups for p in g["params"]}
+    seen |= {id(p) for t in empty for p in (t.weight, t.bias) if p is not None}
     dense = []
     for p in model.parameters():
         if id(p) not in seen:
@@ -41,7 +53,10 @@ def losia_param_groups(model: nn.Module, config: LoSiAConfig) -> tuple[list[dict
     for p in dense:
         p.requires_grad_(train_dense)
     if train_dense and dense:
-        groups.append({"params": dense, "losia": False, "name": "dense"})
+        group: dict[str, Any] = {"params": dense, "losia": False, "name": "dense"}
+        if config.dense_params == "adam":  # torch.optim.Adam's defaults, as the official code
+            group.update(decoupled_weight_decay=False, hf_epsilon=False, eps=1e-8)
+        groups.append(group)
     return groups, targets
 
 

@@ -22,6 +22,7 @@ The global step and the schedule live under the ``"losia"`` key of :meth:`state_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from collections.abc import Callable, Iterable
@@ -34,17 +35,19 @@ from losia_cl.errors import ConfigError
 from losia_cl.optim.adamw import adamw_update
 from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.localize import localize, random_subnet, sensitivity, update_importance_emas
-from losia_cl.optim.schedule import SlotSchedule, rewarm_factor
+from losia_cl.optim.schedule import SlotSchedule, relocalization_counts, rewarm_factor
 
 logger = logging.getLogger(__name__)
 
 #: state entries that must keep their own dtype (torch casts float state to the parameter's dtype)
-_KEEP_DTYPE = ("rows", "cols", "last_relocalization", "importance_avg", "uncertainty_avg", "step")
+_KEEP_DTYPE = ("rows", "cols", "last_relocalization", "relocalizations", "importance_avg", "uncertainty_avg", "step")
 #: version of the "losia" entry of the state dict; entries without one were written when LoSiA applied
 #: the warm-up + cosine envelope itself (see :attr:`LoSiA.legacy_envelope`)
 STATE_FORMAT = 2
 #: config fields that must match when loading a state dict
-_SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor")
+_SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor", "output_slot", "subnet_rounding")
+#: values of fields missing from older state dicts (their behaviour before the field existed)
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(LoSiAConfig)}
 
 
 
@@ -61,13 +64,13 @@ class SubnetObserver(Protocol):
 class LoSiA(torch.optim.Optimizer):
     """LoSiA as a ``torch.optim.Optimizer``.
 
-    Use it like AdamW: ``loss.backward(); clip_grad_norm_(...); opt.step(); opt.zero_grad()``.
+    Use it like AdamW: ``loss.backward(); opt.clip_grad_norm_(1.0); opt.step(); opt.zero_grad()``.
     Gradient accumulation works as usual (several ``backward()`` calls per ``step()``).
 
     Outside their recording slot, gradient entries of a target matrix outside its subnet are
-    zeroed as soon as they are accumulated, so ``clip_grad_norm_`` sees exactly the gradient that
-    the update uses (the same norm LoSiA-Pro's subnet-only gradients give).  The matrix that
-    records importance keeps its full gradient.
+    zeroed as soon as they are accumulated (LoSiA-Pro computes only the subnet's gradient).  The
+    matrix that records importance keeps its full gradient; :meth:`clip_grad_norm_` counts only
+    the block of it that the step applies.
     """
 
     def __init__(self, params: Iterable[dict[str, Any]], config: LoSiAConfig | None = None) -> None:
@@ -77,6 +80,8 @@ class LoSiA(torch.optim.Optimizer):
             "betas": config.betas,
             "eps": config.eps,
             "weight_decay": config.weight_decay,
+            "decoupled_weight_decay": True,
+            "hf_epsilon": config.hf_epsilon,
             "losia": False,
         }
         super().__init__(params, defaults)
@@ -99,6 +104,10 @@ class LoSiA(torch.optim.Optimizer):
         self._observers: dict[int, SubnetObserver] = {}
         self._complements: dict[int, tuple[Tensor, Tensor]] = {}
         self._hooks: list[Any] = []
+        #: clipping factors waiting for the recording matrices' blocks (their full gradient stays unscaled)
+        self._pending_clip: dict[int, float] = {}
+        #: calls of :meth:`clip_grad_norm_` since construction
+        self.clip_count = 0
         generator = torch.Generator().manual_seed(config.seed)
         for group in target_groups:
             self._validate_group(group)
@@ -128,6 +137,7 @@ class LoSiA(torch.optim.Optimizer):
         state = self.state[weight]
         state["rows"], state["cols"] = rows, cols
         state["last_relocalization"] = torch.tensor(-1, dtype=torch.int64)
+        state["relocalizations"] = torch.tensor(0, dtype=torch.int64)
         self._reset_moments(group)
         self._refresh_complements(group)
 
@@ -139,18 +149,14 @@ class LoSiA(torch.optim.Optimizer):
         self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
 
     def _reset_moments(self, group: dict[str, Any]) -> None:
-        weight = group["params"][0]
-        state = self.state[weight]
-        shape = (group["num_rows"], group["num_cols"])
-        state["exp_avg"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        state["exp_avg_sq"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        state["step"] = torch.tensor(0.0)
-        if len(group["params"]) == 2:
-            bias = group["params"][1]
-            bstate = self.state[bias]
-            bstate["exp_avg"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
-            bstate["exp_avg_sq"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
-            bstate["step"] = torch.tensor(0.0)
+        """Zero the block's Adam moments; restart its step counter unless ``config.keep_step_count``."""
+        keep_step = self.config.keep_step_count
+        for param, shape in zip(group["params"], ((group["num_rows"], group["num_cols"]), (group["num_rows"],))):
+            state = self.state[param]
+            state["exp_avg"] = torch.zeros(shape, dtype=param.dtype, device=param.device)
+            state["exp_avg_sq"] = torch.zeros(shape, dtype=param.dtype, device=param.device)
+            if not (keep_step and "step" in state):
+                state["step"] = torch.tensor(0.0)
 
     # ------------------------------------------------------------------ hooks
     def _install_grad_hooks(self) -> None:
@@ -209,6 +215,11 @@ class LoSiA(torch.optim.Optimizer):
         """``{target name: (d_out, d_in)}``."""
         return {g["name"]: tuple(_oriented(g["params"][0], g).shape) for g in self._target_groups()}
 
+    def relocalization_counts(self) -> dict[str, int]:
+        """``{target name: re-localizations since construction}`` (a matrix that saw no gradient in its
+        slot keeps its subnet, and that does not count).  Part of the state dict."""
+        return {g["name"]: int(self.state[g["params"][0]]["relocalizations"]) for g in self._target_groups()}
+
     def num_trainable_parameters(self) -> int:
         """Entries updated per step: Σ|R||C| (+|R| per bias) plus every dense parameter."""
         total = 0
@@ -225,7 +236,7 @@ class LoSiA(torch.optim.Optimizer):
         if not group["losia"]:
             return group["lr"]
         last = int(self.state[group["params"][0]]["last_relocalization"])
-        return group["lr"] * rewarm_factor(step, last, self.config.period)
+        return group["lr"] * rewarm_factor(step, last, self.config.period, self.config.ramps_from_zero)
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
@@ -243,6 +254,71 @@ class LoSiA(torch.optim.Optimizer):
                 self._step_target(group, step)
         self._end_step(step)
         return loss
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0) -> Tensor:
+        """Clip the gradient the next :meth:`step` applies to a total norm of ``max_norm``; return its norm.
+
+        The norm covers exactly the entries the step updates: each target matrix's subnet block
+        ``G[R, C]`` (LoSiA-Pro's subnet gradient, or the block of the full gradient; for the matrix
+        that records importance too, the step applies only its block) and bias rows ``g[R]``, and
+        every dense parameter's gradient.  Nothing of a target while all matrices only score
+        (``init='importance'``), nor of targets updated inside backward (``layerwise=True``).
+        Those gradients are scaled by ``min(1, max_norm / (norm + 1e-6))`` as in
+        ``torch.nn.utils.clip_grad_norm_``; the recording matrix's full gradient, which importance
+        is scored from, is left as it is and its block is scaled in the step.
+
+        ``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`` works too; its norm also
+        counts the recording matrix's entries outside the block, and it scales them.
+        """
+        step = self.global_step
+        in_place: list[Tensor] = []  # gradients scaled in place (entries outside the block are zero or unused)
+        norms: list[Tensor] = []
+        deferred: list[int] = []
+        for group in self.param_groups:
+            if not group["losia"]:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        in_place.append(p.grad)
+                        norms.append(torch.linalg.vector_norm(p.grad, norm_type))
+                continue
+            if self.config.layerwise or self.schedule.in_scoring_phase(step):
+                continue
+            weight, state = group["params"][0], self.state[group["params"][0]]
+            rows, cols = state["rows"], state["cols"]
+            recording = self.schedule.records(group["slot"], step)
+            sink = None if recording else self._sink_grad(weight)
+            if sink is not None:
+                in_place.append(sink)
+                norms.append(torch.linalg.vector_norm(sink, norm_type))
+            elif weight.grad is not None:
+                block = _oriented(weight.grad, group).index_select(0, rows).index_select(1, cols)
+                norms.append(torch.linalg.vector_norm(block, norm_type))
+                if recording:
+                    deferred.append(id(weight))
+                else:
+                    in_place.append(weight.grad)  # the mask hook zeroed every entry outside the block
+            if len(group["params"]) == 2:
+                bias = group["params"][1]
+                grad = None if recording else self._sink_grad(bias)
+                if grad is None and bias.grad is not None:
+                    grad = bias.grad  # its entries outside R are zero (mask hook) or never applied (recording)
+                    norms.append(torch.linalg.vector_norm(bias.grad.index_select(0, rows), norm_type))
+                elif grad is not None:
+                    norms.append(torch.linalg.vector_norm(grad, norm_type))
+                if grad is not None:
+                    in_place.append(grad)
+        self.clip_count += 1
+        if not norms:
+            return torch.tensor(0.0)
+        device = norms[0].device
+        total = torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]), norm_type)
+        factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for grad in in_place:
+            grad.mul_(factor.to(grad.device, grad.dtype))
+        for key in deferred:
+            self._pending_clip[key] = float(factor)
+        return total
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter and of LoSiA-Pro's gradient sinks."""
@@ -264,10 +340,7 @@ class LoSiA(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] = torch.tensor(0.0)
-            adamw_update(
-                p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                lr=lr, betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
-            )
+            adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], **_hyper(group, lr))
 
     def _step_target(self, group: dict[str, Any], step: int) -> None:
         weight = group["params"][0]
@@ -291,8 +364,10 @@ class LoSiA(torch.optim.Optimizer):
             if full_grad is None:
                 return
             block_grad = full_grad.index_select(0, rows).index_select(1, cols)
-        lr = self.learning_rate(group, step)
-        hyper = {"lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+            scale = self._pending_clip.get(id(weight))
+            if scale is not None:
+                block_grad.mul_(scale)
+        hyper = _hyper(group, self.learning_rate(group, step))
         w = _oriented(weight, group)
         block = w.index_select(0, rows).index_select(1, cols)
         adamw_update(block, block_grad, state["exp_avg"], state["exp_avg_sq"], state["step"], **hyper)
@@ -331,6 +406,7 @@ class LoSiA(torch.optim.Optimizer):
     def _end_step(self, step: int) -> None:
         boundary = step + 1
         self.global_step = boundary
+        self._pending_clip.clear()
         for group in self._target_groups():
             slot = group["slot"]
             relocalizes = self.schedule.relocalizes(slot, boundary)
@@ -350,6 +426,7 @@ class LoSiA(torch.optim.Optimizer):
         del score
         state["rows"], state["cols"] = rows.to(weight.device), cols.to(weight.device)
         state["last_relocalization"] = torch.tensor(boundary, dtype=torch.int64)
+        state["relocalizations"] += 1
         self._reset_moments(group)
         self._refresh_complements(group)
         logger.debug("LoSiA: re-localized %s at step %d (%s)", group["name"], boundary, strategy)
@@ -371,11 +448,11 @@ class LoSiA(torch.optim.Optimizer):
         extra = state_dict.pop("losia", None)
         if extra is None:
             raise ConfigError("not a LoSiA state dict: the 'losia' entry is missing")
-        saved = extra["config"]
+        saved = {**_FIELD_DEFAULTS, **extra["config"]}
         for key in _SCHEDULE_FIELDS:
-            if saved.get(key) != getattr(self.config, key):
+            if saved[key] != getattr(self.config, key):
                 raise ConfigError(
-                    f"LoSiAConfig.{key} = {getattr(self.config, key)!r} differs from the state dict's {saved.get(key)!r}"
+                    f"LoSiAConfig.{key} = {getattr(self.config, key)!r} differs from the state dict's {saved[key]!r}"
                 )
         names = [g.get("name") for g in self.param_groups]
         saved_names = [g.get("name") for g in state_dict["param_groups"]]
@@ -395,9 +472,24 @@ class LoSiA(torch.optim.Optimizer):
             param = params[index]
             for key, value in entries.items():
                 self.state[param][key] = value if key == "step" else value.to(param.device)
+        for group in self.param_groups:  # keys added since the state dict was written
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
         for group in self._target_groups():
+            state = self.state[group["params"][0]]
+            if "relocalizations" not in state:
+                done = relocalization_counts(self.schedule, self.global_step)[group["slot"]]
+                state["relocalizations"] = torch.tensor(done, dtype=torch.int64)
             self._refresh_complements(group)
             self._notify(group)
+
+
+def _hyper(group: dict[str, Any], lr: float) -> dict[str, Any]:
+    """Keyword arguments of :func:`adamw_update` for ``group`` at learning rate ``lr``."""
+    return {
+        "lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"],
+        "decoupled_weight_decay": group["decoupled_weight_decay"], "hf_epsilon": group["hf_epsilon"],
+    }
 
 
 def _oriented(tensor: Tensor, group: dict[str, Any]) -> Tensor:
