@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from torch import Tensor, nn
 
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
-from losia_cl.methods.base import METHODS, TaskContext
+from losia_cl.methods.base import TargetWeight, TaskContext, is_number, register_method, require
 from losia_cl.methods.weights import block_linear_weights
 from losia_cl.optim.build import build_losia
 from losia_cl.optim.config import LoSiAConfig
@@ -21,17 +21,16 @@ from losia_cl.optim.pro import unpatch
 from losia_cl.optim.schedule import MAX_PERIOD, fit_schedule, relocalization_counts
 from losia_cl.optim.targets import find_targets
 
-
 logger = logging.getLogger(__name__)
 
 #: LoSiAConfig fields the method sets itself (its own options, or per task)
 _SET_BY_METHOD = ("lr", "rank_factor", "period", "seed")
 
 
-@METHODS.register("losia")
+@register_method("losia")
 @dataclass
 class LoSiAMethod:
-    """LoSiA per task: every task gets a new :class:`LoSiA` optimizer (new subnets, new moments).
+    """LoSiA per task: every task gets a new LoSiA optimizer (new subnets, new moments).
 
     Each task localizes its own subnets from its own gradients: by default the first slot scores
     every matrix (``init='importance'``) and the slot length T is fitted to the task's budget
@@ -42,31 +41,38 @@ class LoSiAMethod:
     """
 
     lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 5e-3)
-    rank_factor: float = documented(
-        "p in (0, 1]: each target matrix trains floor(p*d_out) x floor(p*d_in) entries.", 1 / 8
-    )
+    rank_factor: float = documented("p in (0, 1]: each target matrix trains floor(p*d_out) x floor(p*d_in) entries.",
+                                    1 / 8)
     period: int | None = documented(
-        "Time-slot length T >= 1 in steps; None: fitted to each task's budget (see min_period).", None
+        "Time-slot length T >= 1 in steps; null: fitted to each task's budget (T <= 50, see min_period).", None
     )
     min_period: int = documented(
-        "T_min >= 1: with period=None, the fewest steps a layer records importance; a task too short for "
-        "every layer to record T_min steps in its own slot falls back to the sync schedule (all layers "
-        "record together, T = T_min).",
+        "T_min >= 1: with period null, the fewest steps each layer records importance; a task too short for every "
+        "layer to record T_min steps in a slot of its own uses the sync schedule (all layers record together, "
+        "T = T_min).",
         4,
     )
     losia_options: dict[str, Any] = documented(
-        "Further LoSiAConfig fields by name, e.g. {\"pro\": false} (all but lr, rank_factor, period, seed).",
-        default_factory=dict,
+        "Further LoSiAConfig fields by name, e.g. {\"pro\": false} for the plain path or {\"init\": \"random\"} "
+        "(all but lr, rank_factor, period, seed, which the method sets).", default_factory=dict,
     )
-    name: str = documented("Name of the method in results.", "losia")
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.min_period, int) and self.min_period >= 1, "min_period", self.min_period,
-                 "an integer >= 1")
-        _require(self.period is None or (isinstance(self.period, int) and self.period >= 1), "period", self.period,
-                 "None or an integer >= 1")
-        clash = sorted(set(self.losia_options) & set(_SET_BY_METHOD))
-        _require(not clash, "losia_options", self.losia_options, f"free of {clash} (options of the method itself)")
+        require(is_number(self.lr) and self.lr > 0, self.name, "lr", self.lr, "a number > 0")
+        require(is_number(self.rank_factor) and 0 < self.rank_factor <= 1, self.name, "rank_factor", self.rank_factor,
+                "in (0, 1]")
+        require(self.period is None or (isinstance(self.period, int) and not isinstance(self.period, bool)
+                                        and self.period >= 1), self.name, "period", self.period,
+                "null or an integer >= 1")
+        require(isinstance(self.min_period, int) and not isinstance(self.min_period, bool) and self.min_period >= 1,
+                self.name, "min_period", self.min_period, "an integer >= 1")
+        require(isinstance(self.losia_options, dict), self.name, "losia_options", self.losia_options,
+                "an object of LoSiAConfig fields")
+        allowed = [f.name for f in fields(LoSiAConfig) if f.name not in _SET_BY_METHOD]
+        unknown = sorted(set(self.losia_options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{self.name}.losia_options: unknown LoSiAConfig field(s) {unknown}; "
+                              f"valid fields: {', '.join(allowed)}")
         LoSiAConfig(lr=self.lr, rank_factor=self.rank_factor, **self.losia_options)  # validates the values
 
     @property
@@ -99,7 +105,7 @@ class LoSiAMethod:
         optimizer = build_losia(model, self.config_for(model, ctx))
         scheduler = losia_scheduler(optimizer, ctx.num_training_steps)
         c, schedule = optimizer.config, optimizer.schedule
-        counts = relocalization_counts(schedule, ctx.num_training_steps)
+        counts = relocalization_counts(schedule, ctx.num_training_steps)  # what the schedule plans
         logger.info(
             "%s task %d/%d: %d steps, %d slots, T=%d, %s schedule, init=%s, re-localizations per layer: %s",
             self.name, ctx.task_index + 1, ctx.num_tasks, ctx.num_training_steps, schedule.num_slots, c.period,
@@ -131,7 +137,7 @@ class LoSiAMethod:
         optimizer.close()
         return unpatch(model)
 
-    def target_weights(self, model: nn.Module):
+    def target_weights(self, model: nn.Module) -> list[TargetWeight]:
         return block_linear_weights(model)
 
     def trainable_parameters(self, model: nn.Module, optimizer: LoSiA) -> int:
@@ -140,13 +146,38 @@ class LoSiAMethod:
     def options(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self, optimizer: LoSiA) -> dict[str, Any]:
+        """The task's resolved :class:`LoSiAConfig`, its schedule and what it did.
 
-@METHODS.register("losia-pro")
+        ``relocalizations_per_layer``: ``{slot: re-localizations}`` in this task (the fewest among
+        the slot's matrices; slot i is decoder block i, the output head when a target is the last
+        slot, or slot 0 with ``output_slot='first'``); ``never_relocalized``: the slots with 0;
+        ``clipping``: which gradient norm was clipped.
+        """
+        c = optimizer.config
+        slots = {g["name"]: g["slot"] for g in optimizer.param_groups if g["losia"]}
+        per_layer = _per_layer(optimizer.relocalization_counts(), slots)
+        return {
+            "config": c.to_dict(),
+            "schedule": {
+                "period": c.period, "mode": c.schedule, "init": c.init, "slots": optimizer.schedule.num_slots,
+                "fitted": self.period is None, "min_period": self.min_period,
+            },
+            "steps": optimizer.global_step,
+            "relocalizations_per_layer": {str(slot): n for slot, n in per_layer.items()},
+            "never_relocalized": [slot for slot, n in per_layer.items() if n == 0],
+            "clipping": "LoSiA.clip_grad_norm_ (the entries the step applies)" if optimizer.clip_count else "none",
+        }
+
+
+@register_method("losia-pro")
 @dataclass
 class LoSiAProMethod(LoSiAMethod):
     """An alias of ``losia``, whose default is already LoSiA-Pro (subnet-only activations and weight gradients)."""
 
-    name: str = documented("Name of the method in results.", "losia-pro")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.pro, self.name, "losia_options", self.losia_options, "without pro=false (use losia)")
 
 
 def _legacy_scheduler_sync(scheduler) -> Any:
@@ -162,11 +193,14 @@ def _legacy_scheduler_sync(scheduler) -> Any:
     return hook
 
 
+def _per_layer(counts: dict[str, int], slots: dict[str, int]) -> dict[int, int]:
+    """``{slot: fewest re-localizations of its matrices}``."""
+    out: dict[int, int] = {}
+    for name, count in counts.items():
+        out[slots[name]] = min(count, out.get(slots[name], count))
+    return dict(sorted(out.items()))
+
+
 def _span(counts: list[int]) -> str:
     low, high = min(counts), max(counts)
     return f"{low}" if low == high else f"{low} to {high}"
-
-
-def _require(ok: bool, option: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"losia.{option} = {value!r} is invalid: it must be {allowed}")
