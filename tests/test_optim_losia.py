@@ -179,6 +179,7 @@ def test_state_dict_round_trip_is_bit_identical(batch):
     opt = build_losia(model, config)
     scheduler = losia_scheduler(opt, 40)
     train_steps(model, opt, batch, 7, scheduler=scheduler)  # mid-slot: importance EMAs are live
+    opt.clip_grad_norm_(1e9)  # counted (results record whether LoSiA clipped)
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": scheduler.state_dict()}, buffer)
     buffer.seek(0)
@@ -189,7 +190,8 @@ def test_state_dict_round_trip_is_bit_identical(batch):
     scheduler2 = losia_scheduler(opt2, 40)
     opt2.load_state_dict(saved["opt"])
     scheduler2.load_state_dict(saved["sched"])
-    assert opt2.global_step == 7
+    assert opt2.global_step == 7 and opt2.clip_count == 1
+    assert opt2.relocalization_counts() == opt.relocalization_counts() != {n: 0 for n in opt.relocalization_counts()}
     train_steps(model, opt, batch, 10, clip=1.0, scheduler=scheduler)
     train_steps(resumed, opt2, batch, 10, clip=1.0, scheduler=scheduler2)
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):

@@ -106,7 +106,7 @@ class LoSiA(torch.optim.Optimizer):
         self._hooks: list[Any] = []
         #: clipping factors waiting for the recording matrices' blocks (their full gradient stays unscaled)
         self._pending_clip: dict[int, float] = {}
-        #: calls of :meth:`clip_grad_norm_` since construction
+        #: calls of :meth:`clip_grad_norm_` since construction (kept in the state dict)
         self.clip_count = 0
         generator = torch.Generator().manual_seed(config.seed)
         for group in target_groups:
@@ -438,6 +438,7 @@ class LoSiA(torch.optim.Optimizer):
         state_dict["losia"] = {
             "format": STATE_FORMAT,
             "global_step": self.global_step,
+            "clip_count": self.clip_count,
             "config": self.config.to_dict(),
         }
         return state_dict
@@ -461,6 +462,7 @@ class LoSiA(torch.optim.Optimizer):
         # before the parent's load, whose post hooks may read them
         self.global_step = int(extra["global_step"])
         self.legacy_envelope = "format" not in extra
+        self.clip_count = int(extra.get("clip_count", 0))
         kept: dict[int, dict[str, Tensor]] = {}
         plain: dict[int, dict[str, Any]] = {}
         for index, entries in state_dict["state"].items():
