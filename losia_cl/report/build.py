@@ -14,7 +14,7 @@ from .document import Document
 from .explain import how_to_read_section
 from .loading import load_runs
 from .sections import report_sections
-from .writer import FigureWriter, ReportFiles, resolve_out, write_report
+from .writer import FigureWriter, ReportFiles, check_file_stems, resolve_out, write_report
 
 __all__ = ["ReportFiles", "build_report", "version"]
 
@@ -46,7 +46,7 @@ def build_report(run_dirs: Sequence[str | Path] | str | Path, out: str | Path | 
     check_same_setup(loaded)
     out = resolve_out(out, loaded[0].path / "report" / "report.html")
     runs = ReportRuns.of(loaded)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_file_stems({m: str(g.results[0].path.parent) for m, g in runs.groups.items()})
     writer = FigureWriter(out.parent)
     sections = [s for s in (spec.build(runs, writer) for spec in report_sections()) if s is not None]
     sections.append(how_to_read_section(sections))
