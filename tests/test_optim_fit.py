@@ -97,6 +97,8 @@ def test_short_task_falls_back_to_sync_and_long_task_stays_async():
     assert per_layer == {0: 2, 1: 2, 2: 2}  # init at 10, then slots end at 20, 30, 40
     forced = create_method("losia", losia_options={"schedule": "async"}).config_for(model, TaskContext(0, 1, 15, 0))
     assert (forced.period, forced.schedule) == (4, "async")  # an explicit schedule wins
+    one = method.config_for(model, TaskContext(0, 1, 1, 0))  # no step left to train after scoring
+    assert (one.period, one.schedule, one.init) == (1, "sync", "random")
 
 
 def test_min_period_is_validated():

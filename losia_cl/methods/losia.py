@@ -36,8 +36,9 @@ class LoSiAMethod:
     every matrix (``init='importance'``) and the slot length T is fitted to the task's budget
     (:func:`~losia_cl.optim.schedule.fit_schedule`): the async schedule with the longest
     ``T <= 50`` (the paper's) that lets every layer record and re-localize, or, when that T would
-    be below ``min_period``, the sync schedule with ``T = min_period``.  ``losia_options`` holds
-    further :class:`LoSiAConfig` fields (``init``, ``schedule``, ``pro``, ... given there win).
+    be below ``min_period``, the sync schedule with ``T = min_period``.  A one-step task trains
+    random subnets (``init='random'``).  ``losia_options`` holds further :class:`LoSiAConfig`
+    fields (``init``, ``schedule``, ``pro``, ... given there win).
     """
 
     lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 5e-3)
@@ -82,7 +83,8 @@ class LoSiAMethod:
 
     def config_for(self, model: nn.Module, ctx: TaskContext) -> LoSiAConfig:
         """The task's :class:`LoSiAConfig`: the options, the fitted schedule and a per-task seed."""
-        options = {"init": "importance", **self.losia_options}
+        # a one-step task cannot score first and then train: it trains its random initial subnets
+        options = {"init": "importance" if ctx.num_training_steps >= 2 else "random", **self.losia_options}
         period = self.period
         if period is None:
             base = LoSiAConfig(rank_factor=self.rank_factor, **options)
