@@ -213,6 +213,8 @@ class RunInfo:
     git_commit: str | None = documented("Commit of the losia-cl checkout, when run from one.", None)
     started_at: str | None = documented("UTC start time (ISO 8601).", None)
     finished_at: str | None = documented("UTC end time (ISO 8601); null while the run is unfinished.", None)
+    world_size: int = documented("Processes the run trained in (data-parallel under torchrun, "
+                                 "docs/distributed.md); `--resume` needs as many.", 1)
     format: str = documented(f"File format and version: {RUN_FORMAT!r}.", RUN_FORMAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -248,6 +250,7 @@ class RunInfo:
             versions=versions, git_commit=_optional_str(data.get("git_commit"), path, "git_commit"),
             started_at=_optional_str(data.get("started_at"), path, "started_at"),
             finished_at=_optional_str(data.get("finished_at"), path, "finished_at"),
+            world_size=_as_int(data.get("world_size", 1), path, "world_size", minimum=1),
         )
 
 

@@ -56,6 +56,9 @@ class RunConfig:
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
+    dist_backend: str = documented(
+        "Process-group backend under torchrun: auto (NCCL on CUDA, gloo on CPU), gloo, nccl or mpi.", "auto"
+    )
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
     progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
@@ -101,6 +104,10 @@ class RunConfig:
             raise ConfigError(f"checkpoint_every = {self.checkpoint_every!r} is invalid: it must be an integer >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm < 0:
             raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be >= 0")
+        from losia_cl.distributed.context import BACKENDS
+
+        if self.dist_backend not in BACKENDS:
+            raise ConfigError(f"dist_backend = {self.dist_backend!r} is invalid: it must be one of {', '.join(BACKENDS)}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
         for name in self.methods:

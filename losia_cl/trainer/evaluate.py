@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -12,6 +12,9 @@ from torch import nn
 from losia_cl.metrics.scorers import get_scorer
 from losia_cl.streams.tokenization import collate_for_generation, decode_generated, encode_examples, pad_token_id
 from losia_cl.streams.types import Task
+
+if TYPE_CHECKING:
+    from losia_cl.distributed.context import DistContext
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ def evaluate_task(
     max_length: int,
     chat_template: bool = False,
     device: torch.device | None = None,
+    dist: DistContext | None = None,
 ) -> TaskEvaluation:
     """Generate greedily for every test prompt of ``task`` and score the predictions.
 
@@ -42,6 +46,10 @@ def evaluate_task(
     batches of ``batch_size`` (sorted by length to waste little padding).  Each prediction
     record holds ``index``, ``prompt``, ``prediction``, ``reference`` and the example's own
     ``score`` (the task metric on that example alone).
+
+    With ``dist`` (several processes) the same batches are formed and dealt out round-robin, each
+    rank generates its batches, and the predictions are gathered back in order on every rank, so
+    the result equals the one-process evaluation.
     """
     device = device or next(model.parameters()).device
     examples = task.test
@@ -55,8 +63,9 @@ def evaluate_task(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            batch = collate_for_generation([features[i] for i in order[start:start + batch_size]], pad_token_id=pad)
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        for members in batches if dist is None else dist.shard(batches):
+            batch = collate_for_generation([features[i] for i in members], pad_token_id=pad)
             input_ids = batch["input_ids"].to(device)
             output = model.generate(
                 input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
@@ -68,6 +77,11 @@ def evaluate_task(
                 predictions[index] = text
     finally:
         model.train(was_training)
+    if dist is not None and dist.enabled:
+        mine = {i: predictions[i] for members in dist.shard(batches) for i in members}
+        for theirs in dist.gather_objects(mine):
+            for i, text in theirs.items():
+                predictions[i] = text
     scorer = get_scorer(task.metric)
     references = [ex.answer for ex in examples]
     sources = [ex.prompt for ex in examples]
