@@ -36,6 +36,13 @@ def test_python_example_runs():
     assert "trainable entries" in result.stdout
 
 
+def test_trainer_example_runs(tmp_path):
+    block = re.search(r"With the Hugging Face `Trainer`.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained 4608 entries per step" in result.stdout  # 2 layers x (256 + 128 + 128 + 256 + 3 x 512)
+
+
 def test_every_config_field_is_documented():
     from losia_cl import LoSiAConfig
 
