@@ -80,6 +80,6 @@ def test_avalanche_strategy_reproduces_losia_cl_run(tmp_path: Path, method: str,
 
     # and something was learned: the weights moved (LoSiA's 8-step tasks spend 3 steps scoring), the later
     # tasks' losses went down
-    assert reference["stability"]["stages"][-1]["mean"]["delta_rel_norm"] > 0.02
+    assert reference["stability"]["stages"][-1]["mean"]["delta_rel_norm"] > 0.005
     if method == "losia":
         assert all(reference["losses"][t][-1] < reference["losses"][t][0] for t in TASKS[1:])
