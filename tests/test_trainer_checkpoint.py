@@ -127,7 +127,7 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch):
     save = Checkpoint.save
     calls = []
 
-    def save_then_stop(self, folder):
+    def save_then_stop(self, folder, sync=None):  # written at once (not in the background): a fixed crash point
         calls.append((self.task_index, self.step))
         if len(calls) == 6:  # task 2, step 2: stop before it reaches the disk (the work since step 1 is lost)
             raise _Interrupted

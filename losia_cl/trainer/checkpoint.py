@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from losia_cl.errors import DataError
-from losia_cl.trainer.files import atomic_torch_save, inside
+from losia_cl.trainer.files import DeferredSync, atomic_torch_save, inside
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "losia_cl.checkpoint/2"
@@ -107,14 +107,15 @@ class Checkpoint:
     rng: dict[str, Any]
     progress: dict[str, Any]
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path, sync: DeferredSync | None = None) -> Path:
+        """Write ``folder/checkpoint.pt`` atomically (with ``sync``: synced and renamed in its background)."""
         payload = {
             "format": CHECKPOINT_FORMAT, "task_index": int(self.task_index), "step": int(self.step),
             "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "rng": self.rng,
             "progress": json.dumps(self.progress),
         }
         _check_plain(payload, "checkpoint")
-        return atomic_torch_save(inside(folder, CHECKPOINT_NAME), payload)
+        return atomic_torch_save(inside(folder, CHECKPOINT_NAME), payload, sync)
 
     @classmethod
     def load(cls, folder: Path) -> Checkpoint | None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from losia_cl.errors import ConfigError
-from losia_cl.files import atomic_write, atomic_write_json, atomic_write_text
+from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text
 from losia_cl.names import name_problem
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "inside",
+__all__ = ["DeferredSync", "atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "inside",
            "remove_stale_temp_files"]
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ class _NotingErrors:
         return getattr(self.handle, name)
 
 
-def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
+def atomic_torch_save(path: str | os.PathLike[str], obj: Any, sync: DeferredSync | None = None) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically; with ``sync`` the fsync and rename happen in its background."""
     import torch
 
     def save(handle: IO[bytes]) -> None:
@@ -77,6 +78,8 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
                 raise noting.error from None
             raise
 
+    if sync is not None:
+        return sync.write(path, save)
     return atomic_write(path, save)
 
 
