@@ -284,9 +284,11 @@ def test_a_full_disk_is_one_line_naming_the_path_and_the_free_space(tmp_path, ca
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_a_checkpoint_on_a_full_disk_names_the_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_checkpoint_on_a_full_disk_names_the_path(tmp_path, monkeypatch, deferred):
     import torch
 
+    from losia_cl.files import DeferredSync
     from losia_cl.trainer.checkpoint import Checkpoint
 
     real_fdopen = os.fdopen
@@ -298,5 +300,5 @@ def test_a_checkpoint_on_a_full_disk_names_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr("losia_cl.trainer.files.os.fdopen", full_device)
     with pytest.raises(WriteError, match=r"checkpoint\.pt: cannot write it: No space left on device \("):
         Checkpoint(task_index=0, step=1, model={"w": torch.ones(10_000)}, optimizer={}, scheduler=None, rng={},
-                   progress={}).save(tmp_path)
+                   progress={}).save(tmp_path, DeferredSync() if deferred else None)
     assert list(tmp_path.iterdir()) == []
