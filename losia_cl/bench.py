@@ -80,14 +80,21 @@ def _lm_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
 
 
 def create_bench_method(name: str, cfg: BenchConfig) -> Any:
-    """The method registered as ``name`` with lr 1e-5 and, if it has that option, ``rank_factor``."""
+    """The method registered as ``name`` with lr 1e-5 and, if it has that option, ``rank_factor``.
+
+    The LoSiA family starts from random subnets, so that the timed steps are steady-state ones (one
+    layer records importance) rather than the first slot's scoring, in which every layer records.
+    """
     from losia_cl.methods import METHODS, create_method
 
     options: dict[str, Any] = {"lr": 1e-5}
-    if "rank_factor" in {f.name for f in fields(METHODS.get(name))}:
+    names = {f.name for f in fields(METHODS.get(name))}
+    if "rank_factor" in names:
         options["rank_factor"] = cfg.rank_factor
-    if name == "losia":  # LoSiA-Pro is losia's default and losia-pro an alias: the row "losia" times the plain path
-        options["losia_options"] = {"pro": False}
+    if "losia_options" in names:
+        options["losia_options"] = {"init": "random"}
+        if name == "losia":  # LoSiA-Pro is the default (losia-pro an alias): the row "losia" times the plain path
+            options["losia_options"]["pro"] = False
     return create_method(name, **options)
 
 
