@@ -31,7 +31,7 @@ def _checks(ctx: DistContext) -> dict:
     from losia_cl.distributed.reduce import GradientReducer, losia_blocks
     from losia_cl.distributed.verify import check_identical
     from losia_cl.errors import ConfigError
-    from losia_cl.optim import LoSiA, LoSiAConfig
+    from losia_cl.optim import LoSiAConfig, build_losia
 
     out: dict = {"rank": ctx.rank}
     # 1. dense gradients: summed over the ranks, in small buckets
@@ -43,7 +43,7 @@ def _checks(ctx: DistContext) -> dict:
     out["reduced_grads"] = [p.grad.clone() for p in model.parameters()]
     # 2. plain LoSiA: only the subnet blocks of the matrices that do not record travel
     model = _model(0)
-    optimizer = LoSiA.for_model(model, LoSiAConfig(rank_factor=0.25, period=2), num_training_steps=10)
+    optimizer = build_losia(model, LoSiAConfig(rank_factor=0.25, period=2, pro=False))
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(20 + ctx.rank))
     model(input_ids=ids, labels=ids).loss.backward()
     trained = [p for p in model.parameters() if p.grad is not None]
