@@ -131,7 +131,11 @@ def _random_batch(model: nn.Module, cfg: BenchConfig) -> Tensor:
 
 
 def create_bench_method(name: str, cfg: BenchConfig) -> Any:
-    """The method registered as ``name`` with lr 1e-5 and, where it has them, ``rank_factor`` and ``period``."""
+    """The method registered as ``name`` with lr 1e-5 and, where it has them, ``rank_factor`` and ``period``.
+
+    The LoSiA family starts from random subnets, so that the timed steps are steady-state ones (one
+    layer records importance) rather than the first slot's scoring, in which every layer records.
+    """
     from losia_cl.methods import METHODS, create_method
 
     options: dict[str, Any] = {"lr": 1e-5}
@@ -140,8 +144,10 @@ def create_bench_method(name: str, cfg: BenchConfig) -> Any:
         options["rank_factor"] = cfg.rank_factor
     if "period" in names:
         options["period"] = cfg.period
-    if name == "losia":  # LoSiA-Pro is losia's default and losia-pro an alias: the row "losia" times the plain path
-        options["losia_options"] = {"pro": False}
+    if "losia_options" in names:
+        options["losia_options"] = {"init": "random"}
+        if name == "losia":  # LoSiA-Pro is the default (losia-pro an alias): the row "losia" times the plain path
+            options["losia_options"]["pro"] = False
     return create_method(name, **options)
 
 
