@@ -341,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f.metadata["help"])
     parser.add_argument("--methods", default=None,
-                        help=f"Comma-separated methods to measure, {PLAIN_LORA} included (default: every "
-                             f"registered method, and {PLAIN_LORA} when lora is measured).")
+                        help=f"Comma-separated methods to measure; {PLAIN_LORA} is plain peft LoRA at lora's rank, "
+                             "added when lora is measured (default: every registered method).")
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="Comma-separated methods the step times are divided by (a column each).")
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")
