@@ -134,12 +134,14 @@ def create_bench_method(name: str, cfg: BenchConfig) -> Any:
     """The method registered as ``name`` with lr 1e-5 and, where it has them, ``rank_factor`` and ``period``."""
     from losia_cl.methods import METHODS, create_method
 
-    options: dict[str, float] = {"lr": 1e-5}
+    options: dict[str, Any] = {"lr": 1e-5}
     names = {f.name for f in fields(METHODS.get(name))}
     if "rank_factor" in names:
         options["rank_factor"] = cfg.rank_factor
     if "period" in names:
         options["period"] = cfg.period
+    if name == "losia":  # LoSiA-Pro is losia's default and losia-pro an alias: the row "losia" times the plain path
+        options["losia_options"] = {"pro": False}
     return create_method(name, **options)
 
 

@@ -163,10 +163,12 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from losia_cl.trainer.config import RunConfig
+
+    config = RunConfig(**_run_options(args))  # bad options stop here, before torch is imported
+
     from losia_cl.trainer.experiment import run_experiment
     from losia_cl.trainer.summary import comparison_table
 
-    config = RunConfig(**_run_options(args))
     if args.nproc != 1:
         return _launch(config, args)
     outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])
