@@ -8,8 +8,8 @@ method's rank as a sanity row) is built once in one process; then rounds run the
 (order rotated each round), one timed sample each: ``period`` consecutive steps, so LoSiA's
 samples include one re-localization and its importance recording.  The median seconds per step
 are reported with tokens/s and the ratio to full fine-tuning and to LoRA.
-Memory: each method runs ``period + 1`` steps in a fresh subprocess and reports its peak resident
-memory (CPU, with glibc's mmap threshold fixed at 64 KiB so that freed tensors leave the resident
+Memory: each method runs its warm-up and then ``period + 1`` steps in a fresh subprocess and reports
+the peak resident memory of those steps (CPU, with glibc's mmap threshold fixed at 64 KiB so that freed tensors leave the resident
 set) or ``torch.cuda.max_memory_allocated`` (CUDA), minus the memory in use once model and
 optimizer are built, i.e. what training adds on top of the weights; the optimizer-state column
 counts the tensors the optimizer keeps between steps.
@@ -159,6 +159,7 @@ class Trainee:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     trainable_parameters: int  #: entries the optimizer updates per step
+    scheduler: Any = None
 
     def optimizer_state_bytes(self) -> int:
         """Bytes of every tensor the optimizer holds in its state (moments, subnets, importance EMAs)."""
@@ -193,7 +194,7 @@ def build_trainee(method: Any, cfg: BenchConfig) -> Trainee:
         train_step(model, optimizer, scheduler, [{"input_ids": ids}], loss_divisor=1, max_grad_norm=1.0,
                    loss_fn=_lm_loss)
 
-    return Trainee(step, model, optimizer, trainer_method.trainable_parameters(model, optimizer))
+    return Trainee(step, model, optimizer, trainer_method.trainable_parameters(model, optimizer), scheduler)
 
 
 def _plain_peft_lora(cfg: BenchConfig) -> Trainee:
@@ -278,15 +279,21 @@ def _current_bytes(device: str) -> int:
 
 
 def memory_of(method: Any, cfg: BenchConfig, steps: int | None = None) -> dict[str, int]:
-    """Peak memory of ``method`` (called in a fresh process): the model and optimizer are built,
-    the peak is reset, then ``steps`` training steps run (default ``cfg.period + 1``: one
-    re-localization included); ``training_bytes`` is the peak minus the memory in use before the
-    first step (activations, gradients, optimizer state)."""
+    """Peak memory of ``method`` (called in a fresh process) in the steady state.
+
+    The model and optimizer are built and the memory in use is taken as the baseline; the
+    warm-up samples run (``cfg.warmup`` x ``cfg.period`` steps: optimizer state allocated, LoSiA's
+    first scoring slot behind); the peak is reset and ``steps`` more steps run (default
+    ``cfg.period + 1``: one re-localization included).  ``training_bytes`` is that peak minus the
+    baseline: activations, gradients and optimizer state.
+    """
     from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 
     step = build_step(method, cfg)
     device = torch.device(cfg.device)
     baseline = _current_bytes(cfg.device)
+    for _ in range(cfg.warmup * cfg.period):
+        step()
     reset_peak_memory(device)
     for _ in range(cfg.period + 1 if steps is None else steps):
         step()
@@ -349,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f.metadata["help"])
     parser.add_argument("--methods", default=None,
-                        help=f"Comma-separated methods to measure, {PLAIN_LORA} included (default: every "
-                             f"registered method, and {PLAIN_LORA} when lora is measured).")
+                        help=f"Comma-separated methods to measure; {PLAIN_LORA} is plain peft LoRA at lora's rank, "
+                             "added when lora is measured (default: every registered method).")
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="Comma-separated methods the step times are divided by (a column each).")
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")

@@ -40,6 +40,11 @@ class SubnetOptimizer(Protocol):
     def register_subnet_observer(self, weight: Tensor, observer: Any) -> None: ...
 
 
+def _columns(t: Tensor, index: Tensor) -> Tensor:
+    """``t[..., index]`` as a (tokens, len(index)) matrix (a 2-D gather: several times faster than along dim -1)."""
+    return t.reshape(-1, t.shape[-1]).index_select(1, index)
+
+
 class _SubnetLinear(torch.autograd.Function):
     """``y = x W^T + b``, saving only ``x[..., C]`` and returning only the block gradients."""
 
@@ -56,7 +61,7 @@ class _SubnetLinear(torch.autograd.Function):
             bias = None if bias is None else bias.to(compute_dtype)
         with torch.autocast(device_type, enabled=False):
             y = F.linear(x, weight, bias)
-        ctx.save_for_backward(x.index_select(-1, cols), weight, rows)
+        ctx.save_for_backward(_columns(x, cols), weight, rows)
         ctx.has_bias = bias_sink is not None
         ctx.sink_dtype = weight_sink.dtype
         return y
@@ -68,8 +73,8 @@ class _SubnetLinear(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad_out @ weight).to(ctx.input_dtype)
-        grad_rows = grad_out.index_select(-1, rows).reshape(-1, rows.numel())
-        grad_block = grad_rows.t() @ x_cols.reshape(-1, x_cols.shape[-1])
+        grad_rows = _columns(grad_out, rows)
+        grad_block = grad_rows.t() @ x_cols
         grad_bias = grad_rows.sum(0) if ctx.has_bias else None
         sink_dtype = ctx.sink_dtype
         return (grad_x, None, None, None, None, grad_block.to(sink_dtype),
