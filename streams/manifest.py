@@ -19,12 +19,14 @@ manifest's folder and point to JSON or JSON Lines files of
     [[tasks]]
     name = "summary"
     train = "data/summary/train.jsonl"
+    eval = "data/summary/eval.jsonl"         # optional: for losia-cl tune
     test = "data/summary/test.jsonl"
     metric = "rouge_l"
     max_new_tokens = 128
 
 Every task needs ``name``, ``train``, ``test``, ``metric`` and
-``max_new_tokens`` (the last two possibly from ``[defaults]``).  Unknown keys
+``max_new_tokens`` (the last two possibly from ``[defaults]``); ``eval``
+(examples for choosing learning rates, capped like ``test``) is optional.  Unknown keys
 are errors (they are usually typos).  A malformed manifest raises
 :class:`~losia_cl.errors.ConfigError` naming the file and the key; an unknown
 metric raises :class:`~losia_cl.errors.UnknownNameError`; a missing or bad
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 TOP_KEYS = ("name", "description", "defaults", "tasks")
 DEFAULT_KEYS = ("metric", "max_new_tokens")
 TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
+OPTIONAL_TASK_KEYS = ("eval",)
 
 
 def _toml() -> ModuleType:
@@ -162,7 +165,7 @@ def load_manifest(
 
 def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
     where = f"{path}: key tasks[{index}]"
-    _check_keys(f"{where}.", entry, TASK_KEYS)
+    _check_keys(f"{where}.", entry, TASK_KEYS + OPTIONAL_TASK_KEYS)
     for key in TASK_KEYS:
         if key not in entry:
             hint = " (or in [defaults])" if key in DEFAULT_KEYS else ""
@@ -172,6 +175,7 @@ def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
         "name": _string(f"{where}.name", entry["name"]),
         "train": _string(f"{where}.train", entry["train"]),
         "test": _string(f"{where}.test", entry["test"]),
+        "eval": _string(f"{where}.eval", entry["eval"]) if "eval" in entry else None,
         "metric": check_metric(entry["metric"], where=f"{where}.metric"),
         "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"]),
     }
@@ -184,8 +188,10 @@ def _load_task(
     max_test: int | None,
     seed: int,
 ) -> Task:
-    splits = {}
-    for split, limit in (("train", max_train), ("test", max_test)):
+    splits: dict[str, tuple] = {"eval": ()}
+    for split, limit in (("train", max_train), ("test", max_test), ("eval", max_test)):
+        if spec[split] is None:
+            continue
         data_file = path.parent / spec[split]
         try:
             examples = read_examples(data_file)
@@ -198,4 +204,5 @@ def _load_task(
         test=splits["test"],
         metric=spec["metric"],
         max_new_tokens=spec["max_new_tokens"],
+        eval=splits["eval"],
     )

@@ -181,3 +181,16 @@ def test_bad_record_in_a_data_file_names_file_and_record(manifest):
 def test_missing_manifest_file(tmp_path):
     with pytest.raises(DataError, match="stream manifest not found"):
         load_stream(tmp_path / "nope.toml")
+
+
+def test_optional_eval_split_is_read_capped_and_named_on_error(manifest):
+    write(manifest.parent / "data/priority/eval.jsonl", records("priority-eval", 7), jsonl=True)
+    text = manifest.read_text().replace(
+        'test = "data/priority/test.json"', 'test = "data/priority/test.json"\neval = "data/priority/eval.jsonl"')
+    manifest.write_text(text)
+    stream = load_stream(manifest, max_test_examples=3)
+    assert len(stream.task("priority").eval) == 3 and stream.task("summary").eval == ()
+    assert all(ex.prompt.startswith("priority-eval") for ex in stream.task("priority").eval)
+    manifest.write_text(text.replace("data/priority/eval.jsonl", "data/priority/missing.jsonl"))
+    with pytest.raises(DataError, match=r"missing.jsonl.*key tasks\[0\]\.eval"):
+        load_stream(manifest)
