@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from losia_cl.metrics.scorers import get_scorer
 from losia_cl.streams.tokenization import collate_for_generation, decode_generated, encode_examples, pad_token_id
-from losia_cl.streams.types import Task
+from losia_cl.streams.types import Example, Task
 
 logger = logging.getLogger(__name__)
 
@@ -26,27 +27,25 @@ class TaskEvaluation:
 
 
 @torch.no_grad()
-def evaluate_task(
+def generate_answers(
     model: nn.Module,
     tokenizer: Any,
-    task: Task,
+    examples: Sequence[Example],
     *,
+    max_new_tokens: int,
     batch_size: int,
     max_length: int,
     chat_template: bool = False,
     device: torch.device | None = None,
-) -> TaskEvaluation:
-    """Generate greedily for every test prompt of ``task`` and score the predictions.
+) -> list[str]:
+    """Greedy generations (at most ``max_new_tokens`` tokens) for the prompts of ``examples``, in their order.
 
-    Prompts keep their last ``max_length - task.max_new_tokens`` tokens and are left-padded in
-    batches of ``batch_size`` (sorted by length to waste little padding).  Each prediction
-    record holds ``index``, ``prompt``, ``prediction``, ``reference`` and the example's own
-    ``score`` (the task metric on that example alone).
+    Prompts keep their last ``max_length - max_new_tokens`` tokens and are left-padded in batches of
+    ``batch_size`` (sorted by length to waste little padding).
     """
     device = device or next(model.parameters()).device
-    examples = task.test
     features = encode_examples(
-        tokenizer, examples, max_length=max(1, max_length - task.max_new_tokens),
+        tokenizer, examples, max_length=max(1, max_length - max_new_tokens),
         chat_template=chat_template, for_generation=True,
     )
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
@@ -60,7 +59,7 @@ def evaluate_task(
             input_ids = batch["input_ids"].to(device)
             output = model.generate(
                 input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
-                max_new_tokens=task.max_new_tokens, do_sample=False, num_beams=1,
+                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                 pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
             )
             texts = decode_generated(tokenizer, output.cpu(), prompt_width=input_ids.shape[1])
@@ -68,6 +67,29 @@ def evaluate_task(
                 predictions[index] = text
     finally:
         model.train(was_training)
+    return predictions
+
+
+def evaluate_task(
+    model: nn.Module,
+    tokenizer: Any,
+    task: Task,
+    *,
+    batch_size: int,
+    max_length: int,
+    chat_template: bool = False,
+    device: torch.device | None = None,
+) -> TaskEvaluation:
+    """Generate greedily for every test prompt of ``task`` and score the predictions.
+
+    Generation as in :func:`generate_answers`.  Each prediction record holds ``index``, ``prompt``,
+    ``prediction``, ``reference`` and the example's own ``score`` (the task metric on that example alone).
+    """
+    examples = task.test
+    predictions = generate_answers(
+        model, tokenizer, examples, max_new_tokens=task.max_new_tokens, batch_size=batch_size,
+        max_length=max_length, chat_template=chat_template, device=device,
+    )
     scorer = get_scorer(task.metric)
     references = [ex.answer for ex in examples]
     sources = [ex.prompt for ex in examples]
