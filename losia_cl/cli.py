@@ -1,4 +1,4 @@
-"""The ``losia-cl`` command line: run, streams, methods, models, report, compare, bench."""
+"""The ``losia-cl`` command line: run, tune, streams, methods, models, report, compare, bench."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from dataclasses import fields
+from typing import Any
 
 from losia_cl.errors import ConfigError, LosiaError
 
@@ -27,15 +28,27 @@ def _parse_lr(text: str) -> dict[str, float]:
     return out
 
 
-def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+def _parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (distinct integers)."""
+    try:
+        seeds = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} is not a comma-separated list of integers") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} must list at least one seed, each once")
+    return seeds
+
+
+def _add_common_options(p: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``tune`` share: stream, model, methods, budget, learning rates, device."""
+    from losia_cl.presets import PRESETS
     from losia_cl.trainer.config import RunConfig
 
     helps = RunConfig.field_help()
     defaults = {f.name: f.default for f in fields(RunConfig)}
-    p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
-                       description="Train each method through the stream's tasks in order, score every task "
-                                   "after every task, and compare forgetting. Without arguments: the embedded "
-                                   "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
+    p.add_argument("--preset", default=None, choices=PRESETS.names(),
+                   help="Start from a named set of options (explicit options still win): "
+                        + "; ".join(f"{n}: {PRESETS.get(n).summary}" for n in PRESETS.names()))
     p.add_argument("--stream", default=defaults["stream"], help=helps["stream"])
     p.add_argument("--data-dir", default=None, help=helps["data_dir"])
     p.add_argument("--tasks", default=None, help=helps["tasks"] + " Comma-separated.")
@@ -54,41 +67,113 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=defaults["device"], help=helps["device"])
     p.add_argument("--resume", action="store_true", help=helps["resume"])
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    from losia_cl.trainer.config import RunConfig
+
+    helps = RunConfig.field_help()
+    p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
+                       description="Train each method through the stream's tasks in order, score every task "
+                                   "after every task, and compare forgetting. Without arguments: the embedded "
+                                   "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
+    _add_common_options(p)
+    p.add_argument("--seeds", type=_parse_seeds, default=None,
+                   help="Run every method under every seed (e.g. 0,1,2; paired: within a seed all methods see "
+                        "the same data order), one sub-folder DIR/seed<N> each, and report them together "
+                        "with mean ± 95%% CI and paired differences. Replaces --seed.")
+    p.add_argument("--lr-from", default=None, metavar="TUNE.json", help=helps["lr_from"])
+    p.add_argument("--no-retention", action="store_true", help="Skip the general-knowledge probe after every task.")
     p.add_argument("--no-report", action="store_true", help="Do not write the HTML report at the end.")
     p.set_defaults(func=_cmd_run)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
+    from losia_cl.tune.runner import DEFAULT_TUNE_TASKS
+
+    p = sub.add_parser("tune", help="choose each method's learning rate on eval splits (writes tune.json)",
+                       description="Train each method over a learning-rate grid through the stream's first "
+                                   "tasks, score on the eval splits (never test), and pick per method the rate "
+                                   "with the highest final AP (ties: the lower rate). Writes DIR/tune.json for "
+                                   "`losia-cl run --lr-from DIR/tune.json`. Takes the options of `run`.")
+    _add_common_options(p)
+    p.add_argument("--grid", action="append", default=[], metavar="METHOD=LR,LR,...",
+                   help="A method's learning rates (repeat for several methods); default: five values half a "
+                        "decade apart, from a tenth of the method's default learning rate to ten times it.")
+    p.add_argument("--tune-tasks", type=int, default=DEFAULT_TUNE_TASKS,
+                   help="How many of the stream's first tasks to tune on (default %(default)s).")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _config_from_args(args: argparse.Namespace, **changes: Any):
     from losia_cl.trainer.config import RunConfig
-    from losia_cl.trainer.experiment import run_experiment
-    from losia_cl.trainer.summary import comparison_table
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     lr = dict(args.lr)
     if "*" in lr:
         value = lr.pop("*")
         lr = {**{m: value for m in methods}, **lr}
-    config = RunConfig(
+    options = dict(
         stream=args.stream, data_dir=args.data_dir, tasks=args.tasks, methods=methods, model=args.model,
         out=args.out, seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
         grad_accum=args.grad_accum, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
         max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
         eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
-        shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device, resume=args.resume,
-        progress=not args.no_progress, report=not args.no_report,
+        shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device,
+        resume=args.resume, progress=not args.no_progress,
     )
-    outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])
+    options.update(changes)
+    return RunConfig(**options)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from losia_cl.trainer.experiment import run_experiment
+    from losia_cl.trainer.seeds import run_seeds
+    from losia_cl.trainer.summary import comparison_table
+
+    config = _config_from_args(args, lr_from=args.lr_from, retention=not args.no_retention,
+                               report=not args.no_report)
+    command = ["losia-cl", *sys.argv[1:]]
+    if args.seeds and len(args.seeds) > 1:
+        outcomes = run_seeds(config, args.seeds, command=command)
+        for seed, outcome in zip(args.seeds, outcomes):
+            sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
+        root = outcomes[0].out_dir.parent
+        sys.stdout.write(f"\nresults: {root}/seed<N>/<method>/results.json\n")
+        _write_report([o.out_dir for o in outcomes], config.report, out=root / "report" / "report.html")
+        return 0
+    if args.seeds:
+        config = _config_from_args(args, seed=args.seeds[0], lr_from=args.lr_from,
+                                   retention=not args.no_retention, report=not args.no_report)
+    outcome = run_experiment(config, command=command)
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
-    if config.report:
-        try:
-            from losia_cl.report import build_report
+    _write_report([outcome.out_dir], config.report)
+    return 0
 
-            files = build_report([outcome.out_dir])
-            sys.stdout.write(f"report:  {files.html}\n")
-        except Exception as error:  # the results are safe on disk; the report can be rebuilt
-            logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s",
-                           error, outcome.out_dir)
+
+def _write_report(run_dirs: list, enabled: bool, out: Any = None) -> None:
+    if not enabled:
+        return
+    try:
+        from losia_cl.report import build_report
+
+        files = build_report(run_dirs, out)
+        sys.stdout.write(f"report:  {files.html}\n")
+    except Exception as error:  # the results are safe on disk; the report can be rebuilt
+        logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s",
+                       error, " ".join(map(str, run_dirs)))
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from losia_cl.tune.grid import parse_grid
+    from losia_cl.tune.runner import describe, run_tune
+
+    config = _config_from_args(args, report=False, retention=False)
+    grid = parse_grid(args.grid, config.methods)
+    outcome = run_tune(config, grid, tune_tasks=args.tune_tasks, command=["losia-cl", *sys.argv[1:]])
+    sys.stdout.write("\n" + describe(outcome) + "\n")
+    sys.stdout.write(f"\ntune:    {outcome.path}\nnext:    losia-cl run --lr-from {outcome.path} ...\n")
     return 0
 
 
@@ -124,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
+    _add_tune_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
@@ -138,6 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_preset(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``--preset NAME`` sets the defaults of its sub-command before parsing, so explicit options still win."""
+    from losia_cl.presets import PRESETS
+
+    name = None
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--preset="):
+            name = arg.split("=", 1)[1]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if name is None or name not in PRESETS or command not in ("run", "tune"):
+        return  # argparse reports an unknown preset itself
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub.choices[command].set_defaults(**PRESETS.get(name).defaults(command))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -149,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *argv]
     if argv and argv[0] in ("-v", "-vv", "--verbose") and (len(argv) == 1 or argv[1].startswith("-")):
         argv = [argv[0], "run", *argv[1:]]
+    _apply_preset(parser, argv)
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -33,8 +33,11 @@ class RunConfig:
     eval_batch_size: int = documented("Prompts per generation batch.", 32)
     checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
     lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None, )
+    lr_from: str | None = documented(
+        "tune.json written by losia-cl tune: its chosen learning rates (--lr still wins per method).", None)
     method_options: dict[str, dict[str, Any]] = documented("Extra options per method (see each method's class).", None)
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
+    retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
@@ -80,6 +83,11 @@ class RunConfig:
                 raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
         if not isinstance(self.shuffle, bool):
             raise ConfigError(f"shuffle = {self.shuffle!r} is invalid: it must be true or false")
+        if self.lr_from is not None:
+            from losia_cl.tune.select import read_tune_file
+            from losia_cl.tune.sources import check_tune_matches
+
+            check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=self.stream, model=self.model)
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
 
@@ -97,6 +105,13 @@ class RunConfig:
         out["tasks"] = list(self.tasks) if self.tasks else None
         out["out"] = str(self.out_dir)
         return out
+
+    def learning_rates(self):
+        """Every method's learning rate and its source (``--lr``, ``tune.json`` or ``default``)."""
+        from losia_cl.tune.sources import resolve_learning_rates
+
+        explicit = {m: o["lr"] for m, o in self.method_options.items() if "lr" in o}
+        return resolve_learning_rates(self.methods, {**explicit, **self.lr}, self.lr_from)
 
     @staticmethod
     def field_help() -> dict[str, str]:

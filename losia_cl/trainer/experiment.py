@@ -54,7 +54,8 @@ def load_run_stream(config: RunConfig) -> Stream:
         stream = Stream(
             name=stream.name,
             tasks=tuple(
-                replace(t, train=t.train[: config.max_train_examples or None], test=t.test[: config.max_test_examples or None])
+                replace(t, train=t.train[: config.max_train_examples or None], test=t.test[: config.max_test_examples or None],
+                        eval=t.eval[: config.max_test_examples or None])
                 for t in stream
             ),
             description=stream.description,
@@ -115,6 +116,7 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         logger.warning("--resume: %s has no run.json, starting a new run", out)
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
+    rates = config.learning_rates()
     run_info = {
         "format": RUN_FORMAT,
         "command": command or [],
@@ -125,11 +127,16 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         "task_metrics": {t.name: t.metric for t in stream},
         "model": config.model,
         "methods": list(config.methods),
+        "learning_rates": {m: rate.to_dict() for m, rate in rates.items()},
         "versions": _versions(),
         "git_commit": _git_commit(),
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "finished_at": None,
     }
+    logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
+    untuned = [m for m, r in rates.items() if r.source == "default"]
+    if config.lr_from and untuned:
+        logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     if config.resume and run_file.exists():
         stored = json.loads(run_file.read_text())
         _check_same_run(stored.get("config", {}), run_info["config"], run_file)

@@ -25,6 +25,7 @@ from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
 from losia_cl.trainer.files import atomic_write_json, atomic_write_text
+from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 
@@ -46,12 +47,13 @@ class Progress:
     trainable_parameters: int = 0
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
+    loglik_scores: list[list[float]] = field(default_factory=list)
+    retention: list[dict[str, Any]] = field(default_factory=list)
 
 
 def method_options(config: RunConfig, name: str) -> dict[str, Any]:
     options = dict(config.method_options.get(name, {}))
-    if name in config.lr:
-        options["lr"] = config.lr[name]
+    options["lr"] = config.learning_rates()[name].lr
     return options
 
 
@@ -97,6 +99,17 @@ def evaluate_stage(
     return row
 
 
+def loglik_stage(
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device
+) -> list[float]:
+    """Mean answer-token log-likelihood of every task's test references (one row of ``loglik_scores``)."""
+    return [
+        answer_loglik(model, tokenizer, task.test, batch_size=config.eval_batch_size, max_length=config.max_length,
+                      chat_template=config.chat_template, device=device)
+        for task in stream
+    ]
+
+
 def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
     header = ",".join(["after", *tasks])
     rows = [",".join([label, *(f"{v:.6f}" for v in row)]) for label, row in zip(["base", *tasks], scores)]
@@ -123,6 +136,7 @@ class SequentialTrainer:
         self.device = device
         self.base_scores = base_scores
         self.folder = config.out_dir / method_name
+        self._probe_info = None
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -155,6 +169,11 @@ class SequentialTrainer:
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
+        probe = self._probe(model, tokenizer)
+        if not progress.loglik_scores:
+            progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
+        if probe is not None and not progress.retention:
+            progress.retention = [probe.measure(model).to_dict()]
         base_weights = {name: w.detach().clone() for name, (_, w) in self.method.target_weights(model).items()}
         stability = (
             StabilityTracker.from_dict(progress.stability) if progress.stability else StabilityTracker(base=base_weights)
@@ -190,12 +209,27 @@ class SequentialTrainer:
             del optimizer, scheduler
             started = time.perf_counter()
             progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1))
+            progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
+            if probe is not None:
+                progress.retention.append(probe.measure(model).to_dict())
             progress.eval_seconds += time.perf_counter() - started
             weights = {name: w for name, (_, w) in self.method.target_weights(model).items()}
             stability.measure(f"after {task.name}", weights, base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
+
+    def _probe(self, base_model: nn.Module, tokenizer: Any):
+        """The general probe's reference, taken from the freshly loaded base model (None when disabled)."""
+        if not self.config.retention:
+            return None
+        from losia_cl.retention.drift import GeneralProbe
+
+        self._probe_info = GeneralProbe(
+            base_model, tokenizer, batch_size=self.config.eval_batch_size, max_length=self.config.max_length,
+            chat_template=self.config.chat_template, device=self.device,
+        )
+        return self._probe_info
 
     def _record_subnets(self, overlap, task: str, layout: dict, subnets: dict | None) -> None:
         if not subnets:
@@ -243,6 +277,20 @@ class SequentialTrainer:
         finally:
             bar.close()
 
+    def _retention_summary(self, points: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not points:
+            return None
+        probe = self._probe_info
+        return {
+            "probe": "general",
+            "items": len(probe.items),
+            "base_right": probe.base_right,
+            "continuation": "reference answer, teacher-forced",
+            "kl": [p["kl"] for p in points],
+            "kept": [p["kept"] for p in points],
+            "right": [p["right"] for p in points],
+        }
+
     def _finish(self, progress: Progress, overlap, stability, total_parameters: int) -> dict[str, Any]:
         from losia_cl.metrics import cl_metrics
 
@@ -256,6 +304,9 @@ class SequentialTrainer:
             "task_metrics": {t.name: t.metric for t in self.stream},
             "scores": progress.scores,
             "metrics": cl_metrics(progress.scores).to_dict(),
+            "loglik_scores": progress.loglik_scores,
+            "loglik_metrics": cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
+            "retention": self._retention_summary(progress.retention),
             "subnet_overlap": overlap.summary() if overlap is not None else None,
             "stability": stability.summary(),
             "trainable_parameters": progress.trainable_parameters,
