@@ -1,4 +1,4 @@
-"""Forgetting-analysis reports of finished runs (issue 7).
+"""Forgetting-analysis reports of finished runs.
 
 * :func:`build_report` — one run (or several seeds of one setup): a
   self-contained HTML page, a Markdown summary and every figure as PNG + SVG;
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from losia_cl.lazy import lazy_attributes
 
 _LAZY = {
-    "ReportFiles": ".build",
+    "ReportFiles": ".writer",
     "build_report": ".build",
-    "compare_runs": ".build",
+    "compare_runs": ".compare",
     "add_cli": ".cli",
     "load_run": ".loading",
     "RunData": ".loading",
@@ -29,9 +29,11 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import ReportFiles, build_report, compare_runs
+    from .build import build_report
     from .cli import add_cli
+    from .compare import compare_runs
     from .loading import MethodResult, RunData, load_run
+    from .writer import ReportFiles
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

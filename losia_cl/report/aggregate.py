@@ -17,7 +17,7 @@ from .stats import Stat, summarize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MethodRuns", "group_seeds", "check_same_setup", "mean_nested"]
+__all__ = ["MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,32 @@ class MethodRuns:
 
     def stabilities(self) -> list[dict[str, Any]]:
         return [r.stability for r in self.results if r.stability is not None]
+
+
+@dataclass(frozen=True)
+class ReportRuns:
+    """What every report section reads: the run directories (seeds of one setup) and their methods.
+
+    Attributes:
+        runs: the validated run directories, in the order given.
+        groups: each finished method (in order of first appearance) with its results over the seeds.
+    """
+
+    runs: tuple[RunData, ...]
+    groups: dict[str, MethodRuns]
+
+    @classmethod
+    def of(cls, runs: Sequence[RunData]) -> ReportRuns:
+        """Group ``runs`` (already checked to share one setup) by method."""
+        return cls(tuple(runs), group_seeds(runs))
+
+    @property
+    def first(self) -> RunData:
+        return self.runs[0]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.first.tasks
 
 
 def check_same_setup(runs: Sequence[RunData]) -> None:

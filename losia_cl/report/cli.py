@@ -25,7 +25,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """``losia-cl compare RUN_DIR RUN_DIR... [--out FILE.html]``; writes the HTML path to stdout, returns 0."""
-    from .build import compare_runs
+    from .compare import compare_runs
 
     files = compare_runs([Path(d) for d in args.run_dirs], args.out)
     sys.stdout.write(f"{files.html}\n")

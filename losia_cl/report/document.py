@@ -9,7 +9,7 @@ from .figures import RenderedFigure
 from .tables import Table
 
 __all__ = ["Paragraph", "Notice", "KeyValues", "Bullets", "Formulas", "TableBlock", "FigureBlock", "Section",
-           "Document", "Block"]
+           "Explanation", "Document", "Block"]
 
 
 @dataclass
@@ -56,10 +56,21 @@ Block = Union[Paragraph, Notice, KeyValues, Bullets, Formulas, TableBlock, Figur
 
 
 @dataclass
+class Explanation:
+    """Formulas a section adds to the "How to read this" section, under ``heading``."""
+
+    heading: str
+    formulas: list[tuple[str, str, str]]
+
+
+@dataclass
 class Section:
+    """One section of the page; ``explanation`` (if any) goes into the "How to read this" section."""
+
     title: str
     anchor: str
     blocks: list[Block] = field(default_factory=list)
+    explanation: Explanation | None = None
 
 
 @dataclass

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["SCORE_FORMULAS", "STAT_FORMULAS", "OVERLAP_FORMULAS", "STABILITY_FORMULAS", "INTRO"]
+from collections.abc import Sequence
+from typing import Any
+
+from .document import Formulas, Paragraph, Section
+
+__all__ = ["SCORE_FORMULAS", "STAT_FORMULAS", "INTRO", "how_to_read_section"]
 
 INTRO = (
     "S is the score matrix of a method: row 0 holds the base model's scores before any training, row i the scores "
@@ -41,22 +46,12 @@ STAT_FORMULAS = [
      "two-sided test of the best method against each other one; p ≥ 0.05 is reported as not significant (†)."),
 ]
 
-OVERLAP_FORMULAS = [
-    ("coverage of a task", "Cov_a = ∪_k R_k × C_k",
-     "all entries W[r, c] of a matrix trained in some sub-matrix R_k × C_k during task a (LoSiA re-localizes "
-     "several times per task)."),
-    ("coverage Jaccard", "J(a, b) = |Cov_a ∩ Cov_b| / |Cov_a ∪ Cov_b|",
-     "how much two tasks trained the same weights; averaged over the matrices (heatmap)."),
-    ("chance level", "E|∩| = |Cov_a|·|Cov_b| / (d_out·d_in);  J_chance = E|∩| / (|Cov_a| + |Cov_b| − E|∩|)",
-     "the Jaccard expected if one task's rows and columns were relabelled at random (same block sizes)."),
-    ("ratio to chance", "J(a, b) / J_chance(a, b)",
-     "printed as ×r under each heatmap cell; above 1 means the tasks reuse the same subnet more than chance."),
-    ("per-layer profile", "mean over task pairs a < b and over the layer's matrices",
-     "mean coverage Jaccard per layer (solid), its chance level (dashed), and the ratio to chance."),
-    ("cumulative coverage", "Cum_t = |∪_{a ≤ t} Cov_a| / (d_out·d_in)",
-     "fraction of a matrix's entries trained by tasks 1..t, averaged over the matrices."),
-    ("chance cumulative coverage", "1 − Π_{a ≤ t} (1 − |Cov_a| / (d_out·d_in))",
-     "the same if each task's subnet were placed at random, independently (dashed)."),
-]
 
-STABILITY_FORMULAS: list[tuple[str, str, str]] = []
+def how_to_read_section(sections: Sequence[Section]) -> Section:
+    """The last section: the score and statistics formulas, then the explanation of each section that has one."""
+    blocks: list[Any] = [Paragraph(INTRO), Formulas(SCORE_FORMULAS + STAT_FORMULAS)]
+    for section in sections:
+        if section.explanation is not None:
+            blocks.append(Paragraph(section.explanation.heading))
+            blocks.append(Formulas(section.explanation.formulas))
+    return Section("How to read this", "how-to-read", blocks)

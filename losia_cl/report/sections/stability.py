@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .aggregate import MethodRuns, mean_nested
-from .document import Paragraph, Section, TableBlock
-from .formatting import fmt_score
-from .tables import Cell, Table
+from ..aggregate import ReportRuns, mean_nested
+from ..document import Explanation, Paragraph, Section, TableBlock
+from ..formatting import fmt_score
+from ..tables import Cell, Table
+from ..writer import FigureWriter
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .build import _Writer
-
-__all__ = ["stability_section", "stability_formulas"]
+ORDER = 60
 
 _TABLE_KEYS = (
     ("subspace_left_base", "subspace sim. left", 3),
@@ -33,23 +31,21 @@ _TABLE_KEYS = (
     ("delta_rel_norm", "‖ΔW‖/‖W₀‖", 4),
 )
 
-
-def stability_formulas() -> list[tuple[str, str, str]]:
-    return [
-        ("principal-subspace similarity", "s_L = ‖U₀ᵀ U_t‖²_F / k,  s_R = ‖V₀ᵀ V_t‖²_F / k,  s = (s_L + s_R) / 2",
-         "mean squared cosine of the k principal angles between the top-k left (U) or right (V) singular "
-         "subspaces of the weights after stage t and of the base weights; 1 = unchanged, about k/d for a "
-         "random subspace."),
-        ("spectral drift", "‖σ(W_t) − σ(W₀)‖₂ / ‖σ(W₀)‖₂",
-         "relative change of the singular values."),
-        ("effective rank", "erank(M) = exp(−Σ_i p_i log p_i),  p_i = σ_i / Σ_j σ_j",
-         "Roy & Vetterli 2007; of the weights W_t and of the update ΔW = W_t − W₀ (for LoRA the merged "
-         "weights). A low ΔW effective rank means the update lies in few directions."),
-        ("stable rank", "‖M‖²_F / σ_1(M)²", "a smooth lower bound of the rank."),
-        ("relative update", "‖ΔW‖_F / ‖W₀‖_F", "size of the update against the base weights."),
-        ("averaging", "mean over the matrices of a layer (per-layer plots) or of the model (tables, stage plots)",
-         "values are measured after the last stage unless the x axis is the stage."),
-    ]
+STABILITY_FORMULAS = [
+    ("principal-subspace similarity", "s_L = ‖U₀ᵀ U_t‖²_F / k,  s_R = ‖V₀ᵀ V_t‖²_F / k,  s = (s_L + s_R) / 2",
+     "mean squared cosine of the k principal angles between the top-k left (U) or right (V) singular "
+     "subspaces of the weights after stage t and of the base weights; 1 = unchanged, about k/d for a "
+     "random subspace."),
+    ("spectral drift", "‖σ(W_t) − σ(W₀)‖₂ / ‖σ(W₀)‖₂",
+     "relative change of the singular values."),
+    ("effective rank", "erank(M) = exp(−Σ_i p_i log p_i),  p_i = σ_i / Σ_j σ_j",
+     "Roy & Vetterli 2007; of the weights W_t and of the update ΔW = W_t − W₀ (for LoRA the merged "
+     "weights). A low ΔW effective rank means the update lies in few directions."),
+    ("stable rank", "‖M‖²_F / σ_1(M)²", "a smooth lower bound of the rank."),
+    ("relative update", "‖ΔW‖_F / ‖W₀‖_F", "size of the update against the base weights."),
+    ("averaging", "mean over the matrices of a layer (per-layer plots) or of the model (tables, stage plots)",
+     "values are measured after the last stage unless the x axis is the stage."),
+]
 
 
 def _similarity(row: Mapping[str, Any]) -> float | None:
@@ -63,10 +59,11 @@ def _mean_dicts(dicts: list[dict[Any, float | None]]) -> dict[Any, float | None]
     return {k: mean_nested([d.get(k) for d in dicts]) for k in keys}
 
 
-def stability_section(groups: Mapping[str, MethodRuns], writer: _Writer) -> Section | None:
+def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
     """The section, or ``None`` when no method has stability data with at least one stage."""
-    from .figures import stability_figure
+    from ..figures import stability_figure
 
+    groups = runs.groups
     data = {m: [s for s in g.stabilities() if s.get("stages")] for m, g in groups.items()}
     data = {m: s for m, s in data.items() if s}
     if not data:
@@ -125,4 +122,4 @@ def stability_section(groups: Mapping[str, MethodRuns], writer: _Writer) -> Sect
         "Top: per layer after the last stage; bottom: model means after each stage. Subspace similarity of the "
         "top-k singular vectors to the base weights (left and right averaged) and effective rank of the update "
         "ΔW, one line per method." + seeds_note))
-    return Section("Weight stability", "stability", blocks)
+    return Section("Weight stability", "stability", blocks, Explanation("Weight stability:", STABILITY_FORMULAS))
