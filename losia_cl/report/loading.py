@@ -473,10 +473,22 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(path=run_dir, info=info, results=results, missing=tuple(missing))
 
 
+def expand_run_dirs(run_dirs: Sequence[str | Path]) -> list[str | Path]:
+    """Each directory, or the per-seed run folders its ``seeds.json`` lists (``losia-cl run --seeds``)."""
+    from losia_cl.multiseed import seed_run_dirs
+
+    out: list[str | Path] = []
+    for d in run_dirs:
+        seeds = [] if (Path(d) / "run.json").is_file() else seed_run_dirs(d)
+        out.extend(seeds or [d])
+    return out
+
+
 def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
-    """:func:`load_run` for each directory; at least one, no directory twice."""
+    """:func:`load_run` for each directory (a ``seeds.json`` folder: each seed's); at least one, none twice."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
+    run_dirs = expand_run_dirs(run_dirs)
     if not run_dirs:
         raise DataError("no run directory given")
     seen: dict[Path, str] = {}

@@ -8,19 +8,14 @@ paired.  The folders are ``ROOT/seed<N>/`` (each a complete run with its own ``r
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from losia_cl.errors import ConfigError, DataError
+from losia_cl.errors import ConfigError
+from losia_cl.multiseed import SEEDS_FILE, seeds_record
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.experiment import RunOutcome, run_experiment
 from losia_cl.trainer.files import atomic_write_json
-
-SEEDS_FILE = "seeds.json"
-SEEDS_FORMAT = "losia_cl.seeds/1"
-
 
 def seeds_root(config: RunConfig, seeds: list[int]) -> Path:
     """``--out``, or ``runs/<stream>-<model>-seeds<a>-<b>-...``."""
@@ -35,20 +30,5 @@ def run_seeds(config: RunConfig, seeds: list[int], command: list[str] | None = N
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds = {seeds!r} is invalid: give at least one seed, each once")
     root = seeds_root(config, seeds)
-    atomic_write_json(root / SEEDS_FILE, {"format": SEEDS_FORMAT, "seeds": list(seeds),
-                                          "runs": [f"seed{s}" for s in seeds]})
+    atomic_write_json(root / SEEDS_FILE, seeds_record(seeds))
     return [run_experiment(replace(config, seed=s, out=str(root / f"seed{s}")), command=command) for s in seeds]
-
-
-def seed_run_dirs(path: str | Path) -> list[Path]:
-    """The run folders a ``seeds.json`` in ``path`` lists ([] when ``path`` has none)."""
-    path = Path(path)
-    file = path / SEEDS_FILE
-    if not file.is_file():
-        return []
-    try:
-        info: Any = json.loads(file.read_text())
-        runs = [path / name for name in info["runs"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise DataError(f"{file}: not a seeds file ({error})") from None
-    return [run for run in runs if (run / "run.json").is_file()]
