@@ -1,4 +1,9 @@
-"""The ``losia-cl`` command line: run, tune, streams, methods, models, report, compare, bench."""
+"""The ``losia-cl`` command line: run, tune, streams, methods, models, report, compare, bench.
+
+``losia-cl`` without a command prints the help on stderr and exits 2 (a command is required);
+``losia-cl --help`` prints it on stdout and exits 0.  ``-q``/``-v`` work before or after the
+command; every ``--help`` shows the defaults.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,36 @@ from dataclasses import fields
 from typing import Any
 
 from losia_cl.errors import ConfigError, LosiaError
+from losia_cl.help_formatter import DefaultsHelpFormatter
 
 logger = logging.getLogger("losia_cl")
 
 EXIT_USAGE = 2
+#: Third-party loggers kept at WARNING unless -vv.
+NOISY_LIBRARIES = ("transformers", "datasets", "peft", "urllib3", "filelock", "huggingface_hub", "fsspec")
+
+
+def _verbosity_options() -> argparse.ArgumentParser:
+    """-v/-q for the top-level parser and every command; SUPPRESS lets a command's absence keep the top's."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more output: -v debug messages and library warnings, -vv also the libraries' "
+                             "own logs")
+    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                        help="less output: -q warnings and errors only, no progress bars; -qq errors only")
+    return common
+
+
+_COMMON = _verbosity_options()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every losia-cl parser: defaults in --help and the -v/-q options (sub-commands inherit both)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        kwargs.setdefault("parents", [_COMMON])
+        super().__init__(*args, **kwargs)
 
 
 def _parse_lr(text: str) -> dict[str, float]:
@@ -28,6 +59,10 @@ def _parse_lr(text: str) -> dict[str, float]:
     return out
 
 
+def _shown(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _parse_seeds(text: str) -> list[int]:
     """``0,1,2`` -> [0, 1, 2] (distinct integers)."""
     try:
@@ -39,52 +74,66 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _add_common_options(p: argparse.ArgumentParser) -> None:
-    """The options ``run`` and ``tune`` share: stream, model, methods, budget, learning rates, device."""
+def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
+    """One option per RunConfig field (``run_only``: also those only ``run`` takes).  Options default to
+    SUPPRESS so that the namespace holds exactly what the command line gave (it overrides --config, which
+    overrides --preset); the help states RunConfig's defaults."""
     from losia_cl.presets import PRESETS
     from losia_cl.trainer.config import RunConfig
 
     helps = RunConfig.field_help()
     defaults = {f.name: f.default for f in fields(RunConfig)}
+
+    def option(name: str, *flags: str, **kwargs: Any) -> None:
+        text = kwargs.pop("help", helps[name])
+        if defaults[name] is not None and "(default" not in text and kwargs.get("action") is None:
+            text += f" (default: {_shown(defaults[name])})"
+        p.add_argument(*(flags or ("--" + name.replace("_", "-"),)), dest=name, default=argparse.SUPPRESS,
+                       help=text.replace("%", "%%"), **kwargs)
+
     p.add_argument("--preset", default=None, choices=PRESETS.names(),
-                   help="Start from a named set of options (explicit options still win): "
-                        + "; ".join(f"{n}: {PRESETS.get(n).summary}" for n in PRESETS.names()))
-    p.add_argument("--stream", default=defaults["stream"], help=helps["stream"])
-    p.add_argument("--data-dir", default=None, help=helps["data_dir"])
-    p.add_argument("--tasks", default=None, help=helps["tasks"] + " Comma-separated.")
-    p.add_argument("--methods", default=",".join(defaults["methods"]), help=helps["methods"] + " Comma-separated.")
-    p.add_argument("--model", default=defaults["model"], help=helps["model"])
-    p.add_argument("--out", default=None, help=helps["out"])
-    p.add_argument("--seed", type=int, default=defaults["seed"], help=helps["seed"])
+                   help="Start from a named set of options (docs/fair-comparison.md); --config and the command "
+                        "line override it. " + "; ".join(f"{n}: {PRESETS.get(n).summary}" for n in PRESETS.names()))
+    p.add_argument("--config", metavar="RUN.toml", default=None,
+                   help="Read run options from a TOML file (keys: the option names); options given on the "
+                        "command line override it.")
+    option("stream", help=helps["stream"] + " Also a .json/.jsonl/.csv/.parquet data file (one task).")
+    option("data_dir")
+    option("tasks", help=helps["tasks"] + " Comma-separated.")
+    option("methods", help=helps["methods"] + " Comma-separated.")
+    option("model")
+    option("out")
+    option("seed", type=int)
     for name in ("epochs", "max_steps", "batch_size", "grad_accum", "max_length", "max_train_examples",
                  "max_test_examples", "eval_batch_size", "checkpoint_every"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name], help=helps[name])
-    p.add_argument("--max-grad-norm", type=float, default=defaults["max_grad_norm"], help=helps["max_grad_norm"])
-    p.add_argument("--lr", type=_parse_lr, default={}, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number.")
-    p.add_argument("--no-shuffle", action="store_true", help="Train on each task's examples in file order.")
-    p.add_argument("--chat-template", action="store_true", help=helps["chat_template"])
-    p.add_argument("--dtype", default=defaults["dtype"], help=helps["dtype"])
-    p.add_argument("--device", default=defaults["device"], help=helps["device"])
-    p.add_argument("--resume", action="store_true", help=helps["resume"])
-    p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+        option(name, type=int)
+    option("max_grad_norm", type=float)
+    option("lr", type=_parse_lr, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number for all.")
+    option("shuffle", "--no-shuffle", action="store_false",
+           help="Train on each task's examples in file order (default: a seeded shuffle every epoch).")
+    option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])
+    option("dtype")
+    option("device")
+    option("resume", "--resume", action="store_true", help=helps["resume"])
+    option("progress", "--no-progress", action="store_false",
+           help="Hide progress bars (they show only on a terminal anyway; so does TQDM_DISABLE=1).")
+    if run_only:
+        option("lr_from", metavar="TUNE.json")
+        option("retention", "--no-retention", action="store_false",
+               help="Skip the general-knowledge probe after every task.")
+        option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
+        p.add_argument("--seeds", type=_parse_seeds, default=argparse.SUPPRESS,
+                       help="Run every method under every seed (e.g. 0,1,2), one run folder OUT/seed<N> each; within "
+                            "a seed all methods see the same data in the same order (paired). The report gives "
+                            "mean ± 95%% CI and paired differences with tests. Replaces --seed.")
 
 
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
-    from losia_cl.trainer.config import RunConfig
-
-    helps = RunConfig.field_help()
     p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
                        description="Train each method through the stream's tasks in order, score every task "
-                                   "after every task, and compare forgetting. Without arguments: the embedded "
+                                   "after every task, and compare forgetting. Without options: the embedded "
                                    "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
-    _add_common_options(p)
-    p.add_argument("--seeds", type=_parse_seeds, default=None,
-                   help="Run every method under every seed (e.g. 0,1,2; paired: within a seed all methods see "
-                        "the same data order), one sub-folder DIR/seed<N> each, and report them together "
-                        "with mean ± 95%% CI and paired differences. Replaces --seed.")
-    p.add_argument("--lr-from", default=None, metavar="TUNE.json", help=helps["lr_from"])
-    p.add_argument("--no-retention", action="store_true", help="Skip the general-knowledge probe after every task.")
-    p.add_argument("--no-report", action="store_true", help="Do not write the HTML report at the end.")
+    _add_run_options(p, run_only=True)
     p.set_defaults(func=_cmd_run)
 
 
@@ -94,84 +143,100 @@ def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="choose each method's learning rate on eval splits (writes tune.json)",
                        description="Train each method over a learning-rate grid through the stream's first "
                                    "tasks, score on the eval splits (never test), and pick per method the rate "
-                                   "with the highest final AP (ties: the lower rate). Writes DIR/tune.json for "
-                                   "`losia-cl run --lr-from DIR/tune.json`. Takes the options of `run`.")
-    _add_common_options(p)
+                                   "with the highest final AP (ties: the lower rate). Writes OUT/tune.json for "
+                                   "`losia-cl run --lr-from OUT/tune.json`. Takes the options of `run`.")
+    _add_run_options(p, run_only=False)
     p.add_argument("--grid", action="append", default=[], metavar="METHOD=LR,LR,...",
                    help="A method's learning rates (repeat for several methods); default: five values half a "
                         "decade apart, from a tenth of the method's default learning rate to ten times it.")
-    p.add_argument("--tune-tasks", type=int, default=DEFAULT_TUNE_TASKS,
-                   help="How many of the stream's first tasks to tune on (default %(default)s).")
+    p.add_argument("--tune-tasks", type=int, default=argparse.SUPPRESS,
+                   help=f"How many of the stream's first tasks to tune on (default: {DEFAULT_TUNE_TASKS}).")
     p.set_defaults(func=_cmd_tune)
 
 
-def _config_from_args(args: argparse.Namespace, **changes: Any):
+def _run_options(args: argparse.Namespace, command: str = "run") -> dict[str, Any]:
+    """RunConfig keywords: the preset's values, replaced by the --config file's, replaced by those given on
+    the command line."""
+    from losia_cl.presets import PRESETS
     from losia_cl.trainer.config import RunConfig
+    from losia_cl.trainer.run_file import read_run_file
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    lr = dict(args.lr)
+    names = {f.name for f in fields(RunConfig)}
+    preset = getattr(args, "preset", None)
+    values = {k: v for k, v in PRESETS.get(preset).defaults(command).items() if k in names} if preset else {}
+    if getattr(args, "config", None):
+        values.update(read_run_file(args.config))
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    if _verbosity(args) < 0:
+        values["progress"] = False
+    lr = dict(values.get("lr") or {})
     if "*" in lr:
-        value = lr.pop("*")
-        lr = {**{m: value for m in methods}, **lr}
-    options = dict(
-        stream=args.stream, data_dir=args.data_dir, tasks=args.tasks, methods=methods, model=args.model,
-        out=args.out, seed=args.seed, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
-        max_train_examples=args.max_train_examples, max_test_examples=args.max_test_examples,
-        eval_batch_size=args.eval_batch_size, checkpoint_every=args.checkpoint_every, lr=lr,
-        shuffle=not args.no_shuffle, chat_template=args.chat_template, dtype=args.dtype, device=args.device,
-        resume=args.resume, progress=not args.no_progress,
-    )
-    options.update(changes)
-    return RunConfig(**options)
+        methods = RunConfig.__dataclass_fields__["methods"].default
+        chosen = values.get("methods", methods)
+        if isinstance(chosen, str):
+            chosen = tuple(m.strip() for m in chosen.split(",") if m.strip())
+        rate = lr.pop("*")
+        values["lr"] = {**{m: rate for m in chosen}, **lr}
+    return values
+
+
+def _preset_value(args: argparse.Namespace, command: str, key: str, default: Any) -> Any:
+    """An option that is not a RunConfig field: the command line's, else the preset's, else ``default``."""
+    from losia_cl.presets import PRESETS
+
+    if key in vars(args):
+        return getattr(args, key)
+    preset = getattr(args, "preset", None)
+    return PRESETS.get(preset).defaults(command).get(key, default) if preset else default
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from losia_cl.trainer.config import RunConfig
     from losia_cl.trainer.experiment import run_experiment
     from losia_cl.trainer.seeds import run_seeds
     from losia_cl.trainer.summary import comparison_table
 
-    config = _config_from_args(args, lr_from=args.lr_from, retention=not args.no_retention,
-                               report=not args.no_report)
+    config = RunConfig(**_run_options(args))
     command = ["losia-cl", *sys.argv[1:]]
-    if args.seeds and len(args.seeds) > 1:
-        outcomes = run_seeds(config, args.seeds, command=command)
-        for seed, outcome in zip(args.seeds, outcomes):
+    seeds = None if "seed" in vars(args) and "seeds" not in vars(args) else _preset_value(args, "run", "seeds", None)
+    if seeds and len(seeds) > 1:
+        outcomes = run_seeds(config, seeds, command=command)
+        for seed, outcome in zip(seeds, outcomes):
             sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
         root = outcomes[0].out_dir.parent
-        sys.stdout.write(f"\nresults: {root}/seed<N>/<method>/results.json\n")
-        _write_report([o.out_dir for o in outcomes], config.report, out=root / "report" / "report.html")
+        sys.stdout.write(f"\nresults: {root}/seed<N>/<method>/results.json (seeds: {root}/seeds.json)\n")
+        _write_report(root, config.report)
         return 0
-    if args.seeds:
-        config = _config_from_args(args, seed=args.seeds[0], lr_from=args.lr_from,
-                                   retention=not args.no_retention, report=not args.no_report)
+    if seeds:
+        config = RunConfig(**{**_run_options(args), "seed": seeds[0]})
     outcome = run_experiment(config, command=command)
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
-    _write_report([outcome.out_dir], config.report)
+    _write_report(outcome.out_dir, config.report)
     return 0
 
 
-def _write_report(run_dirs: list, enabled: bool, out: Any = None) -> None:
+def _write_report(run_dir: Any, enabled: bool) -> None:
     if not enabled:
         return
     try:
         from losia_cl.report import build_report
 
-        files = build_report(run_dirs, out)
+        files = build_report([run_dir])
         sys.stdout.write(f"report:  {files.html}\n")
     except Exception as error:  # the results are safe on disk; the report can be rebuilt
-        logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s",
-                       error, " ".join(map(str, run_dirs)))
+        logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s", error, run_dir)
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from losia_cl.trainer.config import RunConfig
     from losia_cl.tune.grid import parse_grid
-    from losia_cl.tune.runner import describe, run_tune
+    from losia_cl.tune.runner import DEFAULT_TUNE_TASKS, describe, run_tune
 
-    config = _config_from_args(args, report=False, retention=False)
+    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False})
     grid = parse_grid(args.grid, config.methods)
-    outcome = run_tune(config, grid, tune_tasks=args.tune_tasks, command=["losia-cl", *sys.argv[1:]])
+    tune_tasks = _preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS)
+    outcome = run_tune(config, grid, tune_tasks=tune_tasks, command=["losia-cl", *sys.argv[1:]])
     sys.stdout.write("\n" + describe(outcome) + "\n")
     sys.stdout.write(f"\ntune:    {outcome.path}\nnext:    losia-cl run --lr-from {outcome.path} ...\n")
     return 0
@@ -183,6 +248,7 @@ def _cmd_streams(args: argparse.Namespace) -> int:
     for name, description in describe_streams():
         sys.stdout.write(f"{name:12s} {description}\n")
     sys.stdout.write("{:12s} {}\n".format("PATH.toml", "a custom stream described by a TOML manifest"))
+    sys.stdout.write("{:12s} {}\n".format("DATA FILE", "one task from a .json/.jsonl/.csv/.parquet file"))
     return 0
 
 
@@ -204,17 +270,31 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from losia_cl.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def _version() -> str:
+    from losia_cl import __version__
+
+    return f"losia-cl {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="losia-cl", description="Continual learning for language models with LoSiA.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser = _Parser(prog="losia-cl", description="Continual learning for language models with LoSiA. "
+                                                  "The main job: losia-cl run.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
     _add_tune_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
-    sub.add_parser("bench", help="training-step speed and memory of full FT, LoRA, LoSiA, LoSiA-Pro "
-                                 "(losia-cl bench --help)")
+    # bench has its own parser (losia_cl.bench; it imports torch): every argument after the word goes to it
+    sub.add_parser("bench", add_help=False, help="training-step speed and memory of full FT, LoRA, LoSiA, "
+                                                 "LoSiA-Pro (losia-cl bench --help)").set_defaults(func=_cmd_bench)
     try:
         from losia_cl.report import add_cli
     except ImportError:  # pragma: no cover - the report package is part of the distribution
@@ -224,44 +304,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_preset(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """``--preset NAME`` sets the defaults of its sub-command before parsing, so explicit options still win."""
-    from losia_cl.presets import PRESETS
+def _verbosity(args: argparse.Namespace) -> int:
+    """-v count minus -q count."""
+    return getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
 
-    name = None
-    for i, arg in enumerate(argv):
-        if arg == "--preset" and i + 1 < len(argv):
-            name = argv[i + 1]
-        elif arg.startswith("--preset="):
-            name = arg.split("=", 1)[1]
-    command = next((a for a in argv if not a.startswith("-")), None)
-    if name is None or name not in PRESETS or command not in ("run", "tune"):
-        return  # argparse reports an unknown preset itself
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    sub.choices[command].set_defaults(**PRESETS.get(name).defaults(command))
+
+def _configure_logging(verbosity: int) -> None:
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(max(verbosity, -2), logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in NOISY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
+    if verbosity < 1:  # deprecation notices of the libraries we drive are not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":  # its own parser takes every option after the word
-        from losia_cl.bench import main as bench_main
-
-        return bench_main(argv[1:])
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "-vv", "--verbose"):
-        argv = ["run", *argv]
-    if argv and argv[0] in ("-v", "-vv", "--verbose") and (len(argv) == 1 or argv[1].startswith("-")):
-        argv = [argv[0], "run", *argv[1:]]
-    _apply_preset(parser, argv)
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("transformers", "datasets", "peft", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    if not args.verbose:  # deprecation notices of the libraries we drive are not the user's business
-        warnings.filterwarnings("ignore", category=FutureWarning)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is _cmd_bench:
+        args.bench_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _configure_logging(_verbosity(args))
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)

@@ -1,8 +1,12 @@
 """Custom streams described by a TOML manifest (``load_stream("path/to/stream.toml")``).
 
 A manifest lists the tasks in training order; data paths are relative to the
-manifest's folder and point to JSON or JSON Lines files of
-``{"prompt": ..., "answer": ...}`` records::
+manifest's folder and point to JSON, JSON Lines, CSV/TSV or Parquet files
+(:mod:`losia_cl.streams.records`).  By default each record's ``prompt`` and
+``answer`` fields are used; ``prompt_field``/``answer_field`` name other fields,
+``prompt_template``/``answer_template`` build them as Python format strings over
+the record's fields, and ``labels`` turns an integer label in the answer field
+into its name (:mod:`losia_cl.streams.mapping`)::
 
     name = "support-tickets"                  # optional; default: the file's stem
     description = "three ticket-routing tasks"  # optional
@@ -17,20 +21,23 @@ manifest's folder and point to JSON or JSON Lines files of
     test = "data/priority/test.json"
 
     [[tasks]]
-    name = "summary"
-    train = "data/summary/train.jsonl"
-    eval = "data/summary/eval.jsonl"         # optional: for losia-cl tune
-    test = "data/summary/test.jsonl"
-    metric = "rouge_l"
-    max_new_tokens = 128
+    name = "sentiment"
+    train = "data/sst2/train.csv"
+    eval = "data/sst2/eval.csv"               # optional: for losia-cl tune
+    test = "data/sst2/test.csv"
+    prompt_template = "Review: {sentence}\nSentiment:"
+    answer_field = "label"
+    labels = ["negative", "positive"]
 
 Every task needs ``name``, ``train``, ``test``, ``metric`` and
-``max_new_tokens`` (the last two possibly from ``[defaults]``); ``eval``
-(examples for choosing learning rates, capped like ``test``) is optional.  Unknown keys
-are errors (they are usually typos).  A malformed manifest raises
-:class:`~losia_cl.errors.ConfigError` naming the file and the key; an unknown
-metric raises :class:`~losia_cl.errors.UnknownNameError`; a missing or bad
-data file raises :class:`~losia_cl.errors.DataError` naming the data file and
+``max_new_tokens`` (the last two, and the mapping keys, possibly from
+``[defaults]``; a task's own ``prompt_field`` replaces a default
+``prompt_template`` and so on); ``eval`` (examples for choosing learning
+rates with ``losia-cl tune``, capped like ``test``) is optional.  Unknown keys are errors (they are usually
+typos).  A malformed manifest raises :class:`~losia_cl.errors.ConfigError`
+naming the file and the key; an unknown metric raises
+:class:`~losia_cl.errors.UnknownNameError`; a missing or bad data file raises
+:class:`~losia_cl.errors.DataError` naming the data file, the place in it and
 the manifest key that points to it.
 """
 
@@ -40,11 +47,12 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError, UnknownNameError
+from losia_cl.toml_file import read_toml
 
+from .mapping import MAPPING_KEYS, RecordMapping
 from .metric_names import check_metric
 from .records import read_examples
 from .selection import check_limit, check_seed, select_tasks, subsample
@@ -53,20 +61,9 @@ from .types import Stream, Task
 logger = logging.getLogger(__name__)
 
 TOP_KEYS = ("name", "description", "defaults", "tasks")
-DEFAULT_KEYS = ("metric", "max_new_tokens")
-TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
-OPTIONAL_TASK_KEYS = ("eval",)
-
-
-def _toml() -> ModuleType:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ConfigError("reading a stream manifest on Python < 3.11 needs the 'tomli' package") from None
-    return tomllib
+DEFAULT_KEYS = ("metric", "max_new_tokens", *MAPPING_KEYS)
+TASK_KEYS = ("name", "train", "test", "eval", "metric", "max_new_tokens", *MAPPING_KEYS)
+REQUIRED_TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: Sequence[str]) -> None:
@@ -89,17 +86,7 @@ def _positive_int(where: str, value: object) -> int:
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed TOML of a manifest; :class:`DataError` if missing, :class:`ConfigError` if not TOML."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: stream manifest not found" if not path.exists() else f"{path}: not a file")
-    tomllib = _toml()
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return read_toml(path, what="stream manifest")
 
 
 def load_manifest(
@@ -146,7 +133,7 @@ def load_manifest(
 
     specs: dict[str, dict[str, Any]] = {}
     for i, entry in enumerate(entries):
-        spec = _task_spec(path, i, {**defaults, **entry})
+        spec = _task_spec(path, i, _with_defaults(defaults, entry))
         if spec["name"] in specs:
             raise ConfigError(f"{where}tasks[{i}].name: task {spec['name']!r} is listed twice")
         specs[spec["name"]] = spec
@@ -163,10 +150,29 @@ def load_manifest(
     return Stream(name=name, tasks=loaded, description=description or f"custom stream from {path}")
 
 
+#: A task's key -> the [defaults] keys it replaces (one way to build the prompt or the answer).
+_REPLACES = {
+    "prompt_field": ("prompt_template",),
+    "prompt_template": ("prompt_field",),
+    "answer_field": ("answer_template",),
+    "answer_template": ("answer_field", "labels"),
+}
+
+
+def _with_defaults(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` completed from ``defaults``; a task's own prompt/answer source replaces the default one."""
+    merged = dict(defaults)
+    for key in entry:
+        for replaced in _REPLACES.get(key, ()):
+            merged.pop(replaced, None)
+    merged.update(entry)
+    return merged
+
+
 def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
     where = f"{path}: key tasks[{index}]"
-    _check_keys(f"{where}.", entry, TASK_KEYS + OPTIONAL_TASK_KEYS)
-    for key in TASK_KEYS:
+    _check_keys(f"{where}.", entry, TASK_KEYS)
+    for key in REQUIRED_TASK_KEYS:
         if key not in entry:
             hint = " (or in [defaults])" if key in DEFAULT_KEYS else ""
             raise ConfigError(f"{where}.{key}: missing{hint}")
@@ -178,7 +184,15 @@ def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
         "eval": _string(f"{where}.eval", entry["eval"]) if "eval" in entry else None,
         "metric": check_metric(entry["metric"], where=f"{where}.metric"),
         "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"]),
+        "mapping": _mapping(where, entry),
     }
+
+
+def _mapping(where: str, entry: dict[str, Any]) -> RecordMapping:
+    try:
+        return RecordMapping(**{key: entry[key] for key in MAPPING_KEYS if key in entry})
+    except ConfigError as err:
+        raise ConfigError(f"{where}.{err}") from None
 
 
 def _load_task(
@@ -194,7 +208,7 @@ def _load_task(
             continue
         data_file = path.parent / spec[split]
         try:
-            examples = read_examples(data_file)
+            examples = read_examples(data_file, spec["mapping"])
         except DataError as err:
             raise DataError(f"{err} (manifest {path}, key tasks[{spec['index']}].{split})") from None
         splits[split] = subsample(examples, limit, seed=seed, key=f"{spec['name']}/{split}")

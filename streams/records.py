@@ -1,102 +1,198 @@
-"""Reading ``{"prompt": str, "answer": str}`` records from JSON and JSON Lines files.
+"""Reading data records from JSON, JSON Lines, CSV/TSV and Parquet files, through ``datasets``.
 
-Two layouts are accepted, whatever the file's extension:
+Every file goes through ``datasets.load_dataset(kind, data_files=path, streaming=True)`` (local
+files only: no download, no network, nothing written to the ``datasets`` cache), ``kind`` chosen
+by the extension:
 
-* a JSON list of records (``[{"prompt": ..., "answer": ...}, ...]``), the
-  layout TRACE releases;
-* JSON Lines: one record per line, blank lines skipped.
+* ``.csv`` / ``.tsv``: ``csv``, every cell read as text (``"007"`` stays ``"007"``, an empty cell is
+  ``""``, ``NA`` stays ``"NA"``), a UTF-8 byte-order mark dropped;
+* ``.parquet``: ``parquet``, the file's own column types;
+* anything else (``.json``, ``.jsonl``, TRACE's ``.json`` files holding JSON Lines): ``json``,
+  a JSON list of records or one record per line (blank lines skipped).  A field whose values mix
+  types (a number here, a string there) is not re-encoded as JSON text, as ``datasets`` would do:
+  such a file is read value for value with Python's ``json``.
 
-A file whose first non-blank character is ``[`` is read as a JSON list, any
-other file as JSON Lines.  Every failure raises
-:class:`~losia_cl.errors.DataError` naming the file and the place in it: the
-line and column of a JSON syntax error, the line of a bad JSON Lines record,
-the record's index and field for a missing or non-string ``prompt``/``answer``.
-Keys other than ``prompt`` and ``answer`` are ignored.
+Every failure raises :class:`~losia_cl.errors.DataError` naming the file and the place in it:
+the line and column of a JSON syntax error, the line of a bad JSON Lines record, the record's
+index (from 0; with its line for JSON Lines and CSV) and the field for a missing or bad value.
+:func:`read_examples` turns records into :class:`~losia_cl.streams.types.Example` with a
+:class:`~losia_cl.streams.mapping.RecordMapping` (default: the ``prompt`` and ``answer`` fields).
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from losia_cl.errors import DataError
 
+from .mapping import RecordMapping
 from .types import Example
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_FIELDS = ("prompt", "answer")
+#: ``datasets`` builder per file extension (others: ``json``).
+FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+#: Extensions of the files that make a one-task stream on their own (``load_stream("data.jsonl")``).
+DATA_SUFFIXES = tuple(FORMATS)
 
 
-def read_examples(path: str | os.PathLike[str]) -> tuple[Example, ...]:
-    """All examples of a JSON or JSON Lines file, in file order.
+def data_format(path: str | os.PathLike[str]) -> str:
+    """The ``datasets`` builder that reads ``path``: ``json``, ``csv`` or ``parquet``."""
+    return FORMATS.get(Path(path).suffix.lower(), "json")
 
-    Raises :class:`DataError` if the file is missing, unreadable, malformed,
-    holds a bad record, or holds no record at all (an empty split).
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of a data file, in file order (a dict of fields each).
+
+    Raises :class:`DataError` if the file is missing, unreadable or malformed, or holds no
+    record at all (an empty split).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    kind = data_format(path)
+    try:
+        records = _load(path, kind)
+    except DataError:
+        raise
+    except Exception as err:  # datasets, pyarrow and pandas raise many types; each becomes one DataError
+        if kind != "json":
+            raise DataError(f"{path}: cannot read as {kind.upper()}: {_one_line(err)}") from None
+        records = _read_json_exactly(path)  # names the line and column of a syntax error
+        logger.debug("%s: read with Python's json (datasets: %s)", path, _one_line(err))
+    if not records:
+        raise DataError(f"{path}: no examples (empty split)")
+    logger.debug("read %d records from %s", len(records), path)
+    return records
+
+
+def read_examples(path: str | os.PathLike[str], mapping: RecordMapping | None = None) -> tuple[Example, ...]:
+    """All examples of a data file, in file order; ``mapping`` says which fields (default: prompt, answer)."""
+    mapping = mapping or RecordMapping()
+    path = Path(path)
+    records = read_records(path)
+    return tuple(mapping.example(record, f"{path}: {record_place(path, i)}") for i, record in enumerate(records))
+
+
+def record_place(path: Path, index: int) -> str:
+    """``record 3 (line 5)``: how an error names a record (the line only where it is cheap to know)."""
+    line = _line_of_record(path, index)
+    return f"record {index}" if line is None else f"record {index} (line {line})"
+
+
+# ---------------------------------------------------------------- through datasets
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hold a library logger at CRITICAL: its errors become our DataError, said once."""
+    library = logging.getLogger(name)
+    level = library.level
+    library.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
+
+
+def _load(path: Path, kind: str) -> list[dict[str, Any]]:
+    from datasets import load_dataset
+
+    options: dict[str, Any] = {}
+    if kind == "csv":  # every column as text: no type guessing, no NA markers
+        from datasets import Features, Value
+
+        separator = _csv_separator(path)
+        columns = _csv_header(path, separator)
+        options = {"features": Features({name: Value("string") for name in columns}), "na_filter": False,
+                   "encoding": "utf-8-sig", "sep": separator}
+    elif kind == "json":
+        from datasets.packaged_modules.json.json import JsonConfig
+
+        if hasattr(JsonConfig, "on_mixed_types"):  # datasets >= 4: fail instead of re-encoding mixed fields
+            options["on_mixed_types"] = None
+    with _quiet("datasets"):
+        dataset = load_dataset(kind, data_files=str(path), split="train", streaming=True, **options)
+        return [dict(record) for record in dataset]
+
+
+def _csv_separator(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _csv_header(path: Path, separator: str) -> list[str]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle, delimiter=separator), None)
+    if not header:
+        raise DataError(f"{path}: no header line (an empty file?); a CSV file starts with its column names")
+    return header
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or "(no message)"
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+# ---------------------------------------------------------------- JSON read value for value, precise places
+def _read_json_exactly(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read file: {err.strerror or err}") from None
-
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        examples = _read_json_list(path, text)
-    else:
-        examples = _read_json_lines(path, text)
-    if not examples:
-        raise DataError(f"{path}: no examples (empty split)")
-    logger.debug("read %d examples from %s", len(examples), path)
-    return examples
-
-
-def _read_json_list(path: Path, text: str) -> tuple[Example, ...]:
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    if not isinstance(records, list):  # pragma: no cover - the text starts with "["
-        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-    return tuple(_example(path, record, f"record {i}") for i, record in enumerate(records))
-
-
-def _read_json_lines(path: Path, text: str) -> tuple[Example, ...]:
-    examples = []
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+        return list(records)
+    records = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        index = len(examples)
         try:
-            record = json.loads(line)
+            records.append(json.loads(line))
         except json.JSONDecodeError as err:
             hint = ""
-            if index == 0 and lineno == 1 and line.strip() == "{":
+            if not records and line.strip() == "{":
                 hint = " (a JSON file must hold a list of records, a JSON Lines file one record per line)"
             raise DataError(
                 f"{path}: malformed JSON Lines record at line {lineno}, column {err.colno}: {err.msg}{hint}"
             ) from None
-        examples.append(_example(path, record, f"record {index} (line {lineno})"))
-    return tuple(examples)
+    return records
 
 
-def _example(path: Path, record: object, place: str) -> Example:
-    if not isinstance(record, dict):
-        raise DataError(
-            f"{path}: {place}: expected an object with keys 'prompt' and 'answer', got {type(record).__name__}"
-        )
-    for name in REQUIRED_FIELDS:
-        if name not in record:
-            raise DataError(f"{path}: {place}: missing field {name!r}")
-        value = record[name]
-        if not isinstance(value, str):
-            raise DataError(
-                f"{path}: {place}: field {name!r} must be a string, got {type(value).__name__}: {value!r:.60}"
-            )
-    return Example(prompt=record["prompt"], answer=record["answer"])
+def _line_of_record(path: Path, index: int) -> int | None:
+    """The line where record ``index`` starts in a JSON Lines or CSV file; None for JSON lists and Parquet."""
+    kind = data_format(path)
+    try:
+        if kind == "csv":
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                reader = csv.reader(handle, delimiter=_csv_separator(path))
+                next(reader, None)  # the header
+                start = reader.line_num + 1
+                for i, _row in enumerate(reader):
+                    if i == index:
+                        return start
+                    start = reader.line_num + 1
+            return None
+        if kind == "json":
+            with path.open(encoding="utf-8-sig") as handle:
+                seen = -1
+                for lineno, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    if seen == -1 and line.lstrip().startswith("["):
+                        return None  # a JSON list: records are not lines
+                    seen += 1
+                    if seen == index:
+                        return lineno
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from losia_cl.errors import ConfigError, UnknownNameError
+from losia_cl.errors import ConfigError, DataError, UnknownNameError
 
 from .types import Example
 
@@ -69,3 +69,21 @@ def subsample(examples: Sequence[Example], limit: int | None, *, seed: int, key:
     rng = random.Random(f"losia-cl:{seed}:{key}")
     keep = sorted(rng.sample(range(len(examples)), limit))
     return tuple(examples[i] for i in keep)
+
+
+def hold_out(examples: Sequence[Example], fraction: float, *, where: str) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    """``(train, test)``: a held-out test slice of ``round(fraction * n)`` examples (at least 1), both in file order.
+
+    The draw uses a fixed seed and depends only on the number of examples, so every run, every
+    ``--seed`` and every task name evaluates on the same examples of the same data.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ConfigError(f"test_fraction must be a number in (0, 1), got {fraction!r}")
+    if len(examples) < 2:
+        raise DataError(f"{where}: {len(examples)} example(s) cannot be split into train and test; "
+                        "give a test file")
+    count = min(len(examples) - 1, max(1, round(fraction * len(examples))))
+    rng = random.Random(f"losia-cl:held-out:{len(examples)}")
+    test = set(rng.sample(range(len(examples)), count))
+    return (tuple(e for i, e in enumerate(examples) if i not in test),
+            tuple(e for i, e in enumerate(examples) if i in test))

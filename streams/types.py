@@ -8,8 +8,9 @@ values, so a stream that exists is a stream that can be trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 from losia_cl.errors import DataError, UnknownNameError
 
@@ -24,6 +25,11 @@ class Example:
         prompt: the model's input, verbatim (no chat template applied).
         answer: the reference output, verbatim; the scorer compares
             generations against it.
+
+    Both are strings.  An integer is accepted and stored as its decimal text
+    (``Example("2 + 1 =", 3).answer == "3"``): that is what a model generates
+    for it.  Anything else (a float, whose text is ambiguous: ``3.0`` or ``3``?;
+    a bool; None) raises :class:`DataError`: format it yourself.
     """
 
     prompt: str
@@ -32,8 +38,13 @@ class Example:
     def __post_init__(self) -> None:
         for name in ("prompt", "answer"):
             value = getattr(self, name)
-            if not isinstance(value, str):
-                raise DataError(f"Example.{name} must be a string, got {type(value).__name__}: {value!r:.60}")
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, str(value))
+            elif not isinstance(value, str):
+                hint = f" (write the text to generate, e.g. f'{{x:g}}' gives {value:g})" if isinstance(value, float) else ""
+                raise DataError(
+                    f"Example.{name} must be a string or an integer, got {type(value).__name__}: {value!r:.60}{hint}"
+                )
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,33 @@ class Task:
             raise DataError(
                 f"task {self.name!r}: max_new_tokens must be a positive integer, got {self.max_new_tokens!r}"
             )
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        *,
+        prompt: str = "prompt",
+        answer: str = "answer",
+        labels: Sequence[str] | None = None,
+        name: str = "task",
+        metric: str = "accuracy",
+        max_new_tokens: int | None = None,
+        test: Any = None,
+        test_fraction: float = 0.1,
+    ) -> Task:
+        """A task from a ``datasets.Dataset`` (or a ``DatasetDict`` with ``train``/``test``, or a list of dicts).
+
+        ``prompt``/``answer``: a field name, or a format string over the fields when it holds ``{``
+        (``prompt="{sentence}\nSentiment:"``); ``labels``: names of integer labels in the answer
+        field.  The test split is ``test`` (same kinds), else the ``DatasetDict``'s ``test``, else a
+        held-out slice of ``test_fraction`` (fixed seed).  ``max_new_tokens`` defaults to the longest
+        training answer in UTF-8 bytes + 1 (at most 512).  See :mod:`losia_cl.streams.own_data`.
+        """
+        from .own_data import task_from_dataset
+
+        return task_from_dataset(dataset, prompt=prompt, answer=answer, labels=labels, name=name, metric=metric,
+                                 max_new_tokens=max_new_tokens, test=test, test_fraction=test_fraction)
 
     def split(self, name: str) -> tuple[Example, ...]:
         """The examples of split ``"train"``, ``"test"`` or ``"eval"``."""
@@ -136,4 +174,22 @@ class Stream:
 
     def __iter__(self) -> Iterator[Task]:
         return iter(self.tasks)
+
+    @overload
+    def __getitem__(self, key: int | str) -> Task: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> Stream: ...
+
+    def __getitem__(self, key: int | str | slice) -> Task | Stream:
+        """``stream[0]`` (position), ``stream["name"]`` (as :meth:`task`), ``stream[1:]`` (a shorter stream)."""
+        if isinstance(key, str):
+            return self.task(key)
+        if isinstance(key, slice):
+            return Stream(name=self.name, tasks=self.tasks[key], description=self.description)
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise TypeError(f"stream indices are integers, task names or slices, not {type(key).__name__}")
+        if not -len(self.tasks) <= key < len(self.tasks):
+            raise IndexError(f"stream {self.name!r} has {len(self.tasks)} tasks; index {key} is out of range")
+        return self.tasks[key]
 

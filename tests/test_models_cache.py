@@ -48,12 +48,26 @@ def forbid_network(monkeypatch):
 # --- location -------------------------------------------------------------------------------------
 
 
-def test_default_cache_dir_env_then_home(monkeypatch, tmp_path):
+def test_default_cache_dir_env_then_xdg_then_home(monkeypatch, tmp_path):
     monkeypatch.setenv("LOSIA_CL_CACHE", str(tmp_path / "from-env"))
-    assert default_cache_dir() == tmp_path / "from-env"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "from-env"  # LOSIA_CL_CACHE first
     assert resolve_cache_dir(tmp_path / "explicit") == tmp_path / "explicit"  # the argument wins
     monkeypatch.delenv("LOSIA_CL_CACHE")
+    assert default_cache_dir() == tmp_path / "xdg" / "losia-cl"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec says: ignore a relative path
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "losia-cl"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "losia-cl"
+
+
+def test_hf_home_does_not_move_the_losia_cache(monkeypatch, tmp_path):
+    """HF_HOME is the Hugging Face cache (hub ids load through it); the converted embedded model stays ours."""
+    monkeypatch.delenv("LOSIA_CL_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "losia-cl"
 
 
@@ -179,8 +193,8 @@ def _fake_pipeline(monkeypatch, calls: dict[str, int], *, delay: float = 0.0, fa
 def test_first_use_fetches_and_converts_once(tmp_path, monkeypatch):
     calls = {"fetch": 0, "convert": 0}
     _fake_pipeline(monkeypatch, calls)
-    load_model("smollm2-135m", cache_dir=tmp_path)
-    load_model("smollm2-135m", cache_dir=tmp_path)
+    load_model("smollm2-135m", cache_dir=tmp_path, offline=False)  # the fetch is faked: no network either way
+    load_model("smollm2-135m", cache_dir=tmp_path, offline=False)
     assert calls == {"fetch": 1, "convert": 1}
     final = embedded.model_dir(tmp_path)
     assert is_complete(final, embedded.REQUIRED_FILES)
@@ -191,7 +205,7 @@ def test_crash_during_conversion_leaves_no_entry(tmp_path, monkeypatch):
     calls = {"fetch": 0, "convert": 0}
     _fake_pipeline(monkeypatch, calls, fail=True)
     with pytest.raises(RuntimeError, match="conversion crashed"):
-        load_model("smollm2-135m", cache_dir=tmp_path)
+        load_model("smollm2-135m", cache_dir=tmp_path, offline=False)
     final = embedded.model_dir(tmp_path)
     assert not final.exists()
     assert _no_tmp_left(final.parent)

@@ -174,7 +174,7 @@ def test_bad_record_in_a_data_file_names_file_and_record(manifest):
     with pytest.raises(DataError) as info:
         load_stream(manifest)
     message = str(info.value)
-    assert str(bad) in message and "record 1 (line 2): field 'prompt' must be a string, got list" in message
+    assert str(bad) in message and "record 1 (line 2): field 'prompt' must be a string or an integer, got list" in message
     assert "tasks[2].train" in message
 
 

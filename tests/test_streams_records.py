@@ -53,31 +53,37 @@ def test_missing_answer_names_file_record_and_field(tmp_path):
     with pytest.raises(DataError) as info:
         read_examples(path)
     message = str(info.value)
-    assert str(path) in message and "record 2" in message and "missing field 'answer'" in message
+    assert str(path) in message and "record 2" in message and "field 'answer' is missing or null" in message
 
 
 def test_non_string_prompt_names_record_line_and_type(tmp_path):
     path = tmp_path / "train.jsonl"
-    path.write_text('{"prompt": "a", "answer": "b"}\n\n{"prompt": 12, "answer": "b"}\n')
+    path.write_text('{"prompt": "a", "answer": "b"}\n\n{"prompt": ["x"], "answer": "b"}\n')
     with pytest.raises(DataError) as info:
         read_examples(path)
     message = str(info.value)
     assert str(path) in message
     assert "record 1 (line 3)" in message
-    assert "'prompt' must be a string, got int" in message
+    assert "'prompt' must be a string or an integer, got list" in message
+
+
+def test_integer_answers_become_their_text_even_beside_strings(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "c", "answer": 12}\n')
+    assert read_examples(path) == (Example("a", "b"), Example("c", "12"))
 
 
 def test_non_string_answer_in_json_list(tmp_path):
     path = tmp_path / "test.json"
     path.write_text(json.dumps([{"prompt": "a", "answer": 3.5}]))
-    with pytest.raises(DataError, match=r"record 0: field 'answer' must be a string, got float"):
+    with pytest.raises(DataError, match=r"record 0: field 'answer' must be a string or an integer, got float: 3.5 \(numbers with decimals"):
         read_examples(path)
 
 
 def test_record_that_is_not_an_object(tmp_path):
     path = tmp_path / "train.json"
     path.write_text(json.dumps([{"prompt": "a", "answer": "b"}, ["a", "b"]]))
-    with pytest.raises(DataError, match=r"record 1: expected an object with keys 'prompt' and 'answer', got list"):
+    with pytest.raises(DataError, match=r"record 1: expected an object with the fields prompt, answer, got list"):
         read_examples(path)
 
 
@@ -96,8 +102,16 @@ def test_missing_file(tmp_path):
     assert str(tmp_path / "nope.json") in str(info.value)
 
 
-def test_pretty_printed_object_is_reported_as_json_lines_error_with_hint(tmp_path):
+def test_a_file_holding_one_object_is_one_record(tmp_path):
+    """As with datasets' JSON loader: a pretty-printed object is a one-record file."""
     path = tmp_path / "train.json"
     path.write_text('{\n  "prompt": "a",\n  "answer": "b"\n}\n')
-    with pytest.raises(DataError, match=r"line 1.*a JSON file must hold a list of records"):
+    assert read_examples(path) == (Example("a", "b"),)
+
+
+
+def test_pretty_printed_object_then_a_broken_one_names_the_line_with_a_hint(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{\n  "prompt": "a",\n  "answer": "b"\n}\n{"prompt": "c" "answer": "d"}\n')
+    with pytest.raises(DataError, match=r"line 1, column 2.*a JSON file must hold a list of records"):
         read_examples(path)

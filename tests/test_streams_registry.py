@@ -85,9 +85,14 @@ def test_task_validation(changes, error, needle):
     assert needle in str(info.value)
 
 
-def test_example_rejects_non_strings():
-    with pytest.raises(DataError, match="Example.answer must be a string, got int"):
-        Example("p", 3)  # type: ignore[arg-type]
+def test_example_takes_integers_as_their_text_and_refuses_other_non_strings():
+    assert Example("2 + 1 =", 3) == Example("2 + 1 =", "3")  # type: ignore[arg-type]
+    assert Example(7, "x").prompt == "7"  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"Example.answer must be a string or an integer, got float: 2.5 .*f'\{x:g\}'"):
+        Example("p", 2.5)  # type: ignore[arg-type]
+    for value in (True, None, ["a"]):
+        with pytest.raises(DataError, match=f"Example.answer must be a string or an integer, got {type(value).__name__}"):
+            Example("p", value)  # type: ignore[arg-type]
 
 
 def test_stream_validation_and_lookup():

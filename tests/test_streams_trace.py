@@ -151,7 +151,7 @@ def test_malformed_task_file_names_file_and_place(tmp_path):
         load_trace(data_dir=root, tasks=["FOMC"])
     assert str(root / "FOMC" / "train.json") in str(info.value)
     (root / "Py150" / "test.jsonl").write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "c"}\n')
-    with pytest.raises(DataError, match=r"record 1 \(line 2\): missing field 'answer'") as info:
+    with pytest.raises(DataError, match=r"record 1 \(line 2\): field 'answer' is missing or null") as info:
         load_trace(data_dir=root, tasks=["Py150"])
     assert str(root / "Py150" / "test.jsonl") in str(info.value)
 

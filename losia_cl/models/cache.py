@@ -36,8 +36,10 @@ from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming the cache directory.
+#: Environment variable naming the cache directory (it wins over everything but an explicit ``cache_dir``).
 CACHE_ENV = "LOSIA_CL_CACHE"
+#: The XDG base-directory variable for user caches; losia-cl's cache is ``$XDG_CACHE_HOME/losia-cl``.
+XDG_ENV = "XDG_CACHE_HOME"
 #: Name of the marker file that completes a cached model directory.
 MARKER = "losia_cl_cache.json"
 #: Bumped when the cached layout or conversion changes; older caches are rebuilt.
@@ -49,10 +51,18 @@ STALE_TMP_S = 3600.0
 
 
 def default_cache_dir() -> Path:
-    """``$LOSIA_CL_CACHE`` if set, else ``~/.cache/losia-cl``."""
+    """``$LOSIA_CL_CACHE`` if set, else ``$XDG_CACHE_HOME/losia-cl``, else ``~/.cache/losia-cl``.
+
+    Empty variables count as unset; a relative ``$XDG_CACHE_HOME`` is ignored, as the XDG
+    base-directory specification requires.  Hugging Face hub models are not kept here: they go
+    through the Hugging Face cache (``$HF_HOME``, ``$HF_HUB_CACHE``), which huggingface_hub manages.
+    """
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env).expanduser()
+    xdg = os.environ.get(XDG_ENV)
+    if xdg and Path(xdg).expanduser().is_absolute():
+        return Path(xdg).expanduser() / "losia-cl"
     return Path("~/.cache/losia-cl").expanduser()
 
 

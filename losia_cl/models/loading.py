@@ -60,7 +60,7 @@ def load_model(
     a Hugging Face hub id.  ``dtype`` is a floating torch dtype or its name
     (``"float32"``, ``"bfloat16"``/``"bf16"``, ``"float16"``, ``"auto"`` =
     as stored); ``device`` any torch device.  ``cache_dir`` holds the
-    embedded model (default ``$LOSIA_CL_CACHE`` or ``~/.cache/losia-cl``).
+    embedded model (default ``$LOSIA_CL_CACHE``, ``$XDG_CACHE_HOME/losia-cl`` or ``~/.cache/losia-cl``).
     ``offline`` forbids network access (pip and the hub); by default it
     follows ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``.  ``seed``
     initialises randomly built models (``tiny-llama``); the global torch RNG

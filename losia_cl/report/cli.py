@@ -42,7 +42,7 @@ def add_cli(subparsers: Any) -> None:
         "report",
         help="write the forgetting-analysis report (HTML + Markdown + PNG/SVG figures) of a finished run",
         description="Write a self-contained HTML report of a finished run directory (several directories: seeds "
-        "of the same setup, aggregated as mean ± 95%% CI), a Markdown summary beside it and every figure "
+        "of the same setup, aggregated as mean ± 95% CI), a Markdown summary beside it and every figure "
         "as PNG and SVG in the same folder.",
     )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output folder(s) of `losia-cl run`")

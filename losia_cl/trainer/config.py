@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import copy
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
+from losia_cl.streams.own_data import default_task_name, is_data_file_path
+from losia_cl.streams.types import Stream
+
+
+def stream_label(stream: str | Stream) -> str:
+    """The stream's name in run-directory names: a Stream's name, a file's stem, or the stream name."""
+    if isinstance(stream, Stream):
+        return stream.name
+    if is_data_file_path(stream):
+        return default_task_name(Path(stream))
+    return Path(stream).stem if stream.lower().endswith(".toml") else stream
 
 
 @dataclass
 class RunConfig:
     """What ``losia-cl run`` does; every field has one line of help (the CLI's) in its metadata."""
 
-    stream: str = documented("Stream name (demo, trace) or path to a TOML manifest.", "demo")
+    stream: str | Stream = documented(
+        "Stream name (demo, trace), path to a TOML manifest or a data file, or (Python) a Stream object.", "demo")
     data_dir: str | None = documented("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
     tasks: tuple[str, ...] | None = documented("Subset and order of the stream's tasks (default: all).", None)
     methods: tuple[str, ...] = documented("Methods to compare, run one after the other.", ("losia", "lora", "full"))
@@ -41,7 +54,7 @@ class RunConfig:
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
-    progress: bool = documented("Show progress bars.", True)
+    progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
 
     def __post_init__(self) -> None:
@@ -57,6 +70,8 @@ class RunConfig:
     def validate(self) -> None:
         from losia_cl.methods import METHODS
 
+        if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
+            raise ConfigError(f"stream = {self.stream!r:.60} is invalid: give a stream name, a path or a Stream")
         if not self.methods:
             raise ConfigError("methods: give at least one method")
         for name in self.methods:
@@ -87,7 +102,8 @@ class RunConfig:
             from losia_cl.tune.select import read_tune_file
             from losia_cl.tune.sources import check_tune_matches
 
-            check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=self.stream, model=self.model)
+            stream = stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream
+            check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=stream, model=self.model)
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
 
@@ -95,12 +111,13 @@ class RunConfig:
     def out_dir(self) -> Path:
         if self.out:
             return Path(self.out)
-        stream = Path(self.stream).stem if self.stream.endswith(".toml") else self.stream
+        stream = stream_label(self.stream)
         model = Path(self.model).name or "model"
         return Path("runs") / f"{stream}-{model}-seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "stream"}
+        out = {"stream": stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream, **out}
         out["methods"] = list(self.methods)
         out["tasks"] = list(self.tasks) if self.tasks else None
         out["out"] = str(self.out_dir)

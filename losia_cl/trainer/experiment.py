@@ -7,7 +7,7 @@ import json
 import logging
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import torch
 
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.streams import Stream, load_stream, stream_options
+from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.files import atomic_write_json
 from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
@@ -34,6 +35,8 @@ def resolve_device(name: str) -> torch.device:
 
 def load_run_stream(config: RunConfig) -> Stream:
     """The stream with the run's task subset and example limits applied (validated before any model loads)."""
+    if isinstance(config.stream, Stream):
+        return _restrict(config.stream, config)
     options: dict[str, Any] = {}
     accepted = set(stream_options(config.stream))
     for key in ("data_dir", "tasks", "max_train_examples", "max_test_examples"):
@@ -43,24 +46,21 @@ def load_run_stream(config: RunConfig) -> Stream:
     if "seed" in accepted:
         options["seed"] = config.seed
     stream = load_stream(config.stream, **options)
-    if config.tasks and "tasks" not in accepted:
-        stream = Stream(name=stream.name, tasks=tuple(stream.task(t) for t in config.tasks),
-                        description=stream.description)
-    if (config.max_train_examples and "max_train_examples" not in accepted) or (
-        config.max_test_examples and "max_test_examples" not in accepted
-    ):
-        from dataclasses import replace
+    return _restrict(stream, config, done=accepted)
 
-        stream = Stream(
-            name=stream.name,
-            tasks=tuple(
-                replace(t, train=t.train[: config.max_train_examples or None], test=t.test[: config.max_test_examples or None],
-                        eval=t.eval[: config.max_test_examples or None])
-                for t in stream
-            ),
-            description=stream.description,
-        )
-    return stream
+
+def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -> Stream:
+    """Apply the task subset and the example limits the stream's loader did not take (the first examples)."""
+    tasks = stream.tasks
+    if config.tasks and "tasks" not in done:
+        tasks = tuple(stream.task(name) for name in select_tasks(stream.task_names, config.tasks, kind="task"))
+    limits = {split: getattr(config, f"max_{split}_examples") for split in ("train", "test")
+              if f"max_{split}_examples" not in done}
+    if "test" in limits:
+        limits["eval"] = limits["test"]  # eval splits are capped like test
+    tasks = tuple(replace(task, **{split: task.split(split)[:limit] for split, limit in limits.items()})
+                  for task in tasks)
+    return Stream(name=stream.name, tasks=tasks, description=stream.description)
 
 
 #: RunConfig fields that may differ between a run and its resumption

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from losia_cl.methods import Method, TaskContext, create_method
+from losia_cl.progress import progress_bar
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
@@ -83,12 +84,10 @@ def evaluate_stage(
     model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
 ) -> list[float]:
     """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
-    from tqdm.auto import tqdm
-
     row = []
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
-    for task in tqdm(list(stream), desc=f"evaluate {label}", unit="task", leave=False,
-                     disable=not config.progress):
+    for task in progress_bar(list(stream), enabled=config.progress, desc=f"evaluate {label}", unit="task",
+                             leave=False):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
             chat_template=config.chat_template, device=device,
@@ -239,13 +238,11 @@ class SequentialTrainer:
 
     def _train_task(self, index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap, layout,
                     progress: Progress) -> None:
-        from tqdm.auto import tqdm
-
         config = self.config
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
         model.train()
-        bar = tqdm(total=len(batches), initial=start, disable=not config.progress, leave=False,
+        bar = progress_bar(total=len(batches), initial=start, enabled=config.progress, leave=False,
                    desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}", unit="step")
         started = time.perf_counter()
         try:

@@ -44,8 +44,9 @@ class TuneOutcome:
 def tune_out_dir(config: RunConfig) -> Path:
     if config.out:
         return Path(config.out)
-    stream = Path(config.stream).stem if config.stream.endswith(".toml") else config.stream
-    return Path("runs") / f"{stream}-{Path(config.model).name or 'model'}-tune-seed{config.seed}"
+    from losia_cl.trainer.config import stream_label
+
+    return Path("runs") / f"{stream_label(config.stream)}-{Path(config.model).name or 'model'}-tune-seed{config.seed}"
 
 
 def _split_names(stream: Stream, tuning: Stream) -> dict[str, str]:
@@ -122,7 +123,7 @@ def run_tune(
             logger.warning("tune %s: %s", method, note)
     write_tune_file(tune_file, {
         "command": command or [],
-        "stream": config.stream,
+        "stream": base_config.to_dict()["stream"],
         "model": config.model,
         "seed": config.seed,
         "tasks": tuning.task_names,
