@@ -53,6 +53,21 @@ class MethodRuns:
         curves = [r.metrics[key] for r in self.results]
         return [summarize([c[i] for c in curves]) for i in range(len(curves[0]))]
 
+    def loglik_stats(self) -> list[list[Stat]] | None:
+        """``(T+1) × T`` cells of the graded ``loglik_scores`` over the seeds that have them (None if none)."""
+        matrices = [r.loglik_scores for r in self.results if r.loglik_scores is not None]
+        if not matrices:
+            return None
+        rows, cols = matrices[0].shape
+        return [[summarize([float(m[i, j]) for m in matrices]) for j in range(cols)] for i in range(rows)]
+
+    def retention_stats(self, key: str) -> list[Stat] | None:
+        """The general probe's ``kl`` or ``kept`` per stage (base first) over seeds (None if never measured)."""
+        series = [r.retention[key] for r in self.results if r.retention is not None]
+        if not series:
+            return None
+        return [summarize([s[i] for s in series]) for i in range(len(series[0]))]
+
     def overlaps(self) -> list[dict[str, Any]]:
         return [r.subnet_overlap for r in self.results if r.subnet_overlap is not None]
 

@@ -69,13 +69,23 @@ class MethodResult:
     steps: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    loglik_scores: np.ndarray | None = None
+    loglik_metrics: dict[str, Any] | None = None
+    retention: dict[str, Any] | None = None
 
     def metric(self, key: str) -> float | None:
-        """A headline value by column key: a CL metric, or a cost field of the file."""
+        """A headline value by column key: a CL metric, ``loglik_<metric>`` (the same metric on the graded
+        ``loglik_scores``), ``retention_kl`` / ``retention_kept`` (the general probe after the last task),
+        or a cost field of the file."""
         if key in METRIC_KEYS:
             value = self.metrics.get(key)
-            return None if value is None else float(value)
-        value = getattr(self, key)
+        elif key.startswith("loglik_") and key[len("loglik_"):] in METRIC_KEYS:
+            value = (self.loglik_metrics or {}).get(key[len("loglik_"):])
+        elif key in ("retention_kl", "retention_kept"):
+            series = (self.retention or {}).get(key[len("retention_"):]) or [None]
+            value = series[-1]
+        else:
+            value = getattr(self, key)
         return None if value is None else float(value)
 
 
@@ -413,6 +423,8 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
             for i, v in enumerate(values)
         ]
     options = _as_dict(_get(data, "method_options", path, required=False) or {}, path, "method_options")
+    loglik, loglik_metrics = _validate_loglik(data, path, tasks)
+    retention = _validate_retention(data.get("retention"), path, len(tasks))
     return MethodResult(
         method=name,
         path=path,
@@ -431,7 +443,46 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
         steps=steps,
         losses=losses,
         options=options or {},
+        loglik_scores=loglik,
+        loglik_metrics=loglik_metrics,
+        retention=retention,
     )
+
+
+def _validate_loglik(data: Mapping[str, Any], path: Path, tasks: Sequence[str]) -> tuple[Any, Any]:
+    """The optional graded matrix ``loglik_scores`` ((T+1) × T, finite) and its metrics, recomputed."""
+    value = data.get("loglik_scores")
+    if value is None:
+        return None, None
+    from losia_cl.metrics import cl_metrics
+
+    t = len(tasks)
+    if not isinstance(value, list) or len(value) != t + 1 or not all(isinstance(r, list) and len(r) == t
+                                                                      for r in value):
+        raise DataError(f"{_where(path, 'loglik_scores')} must be {t + 1} rows of {t} values (like 'scores')")
+    for i, row in enumerate(value):
+        for j, v in enumerate(row):
+            _as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None)
+    matrix = np.asarray(value, dtype=np.float64)
+    return matrix, cl_metrics(matrix, bounded=False).to_dict()
+
+
+def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any] | None:
+    """The optional general-probe record: ``kl`` (≥ 0), ``kept`` (0-1 or null) and ``right``, one per stage."""
+    record = _as_dict(value, path, "retention", nullable=True)
+    if record is None:
+        return None
+    for key in ("kl", "kept"):
+        series = _get(record, key, path)
+        if not isinstance(series, list) or len(series) != num_tasks + 1:
+            raise DataError(f"{_where(path, f'retention.{key}')} must be a list of {num_tasks + 1} values "
+                            "(base, then one per task)")
+        for i, v in enumerate(series):
+            if v is not None or key == "kl":
+                number = _as_float(v, path, f"retention.{key}[{i}]", minimum=None)
+                if key == "kept" and not 0.0 <= number <= 1.0:
+                    raise DataError(f"{_where(path, f'retention.kept[{i}]')} = {number!r} is outside [0, 1]")
+    return record
 
 
 def load_run(run_dir: str | Path) -> RunData:
