@@ -150,8 +150,9 @@ def comparison_table(
     methods: list[str] = []
     for _, runs in sections:
         methods.extend(m for m in runs if m not in methods)
-    columns = [c for c in columns  # a column no run measured (e.g. the probe under --no-retention) is left out
-               if any(r.stat(c.key).mean is not None for _, runs in sections for r in runs.values())]
+    optional = GRADED_COLUMNS + RETENTION_COLUMNS  # left out when no run measured them (e.g. --no-retention)
+    columns = [c for c in columns if c not in optional
+               or any(r.stat(c.key).mean is not None for _, runs in sections for r in runs.values())]
     notes: list[str] = []
     per_method: dict[str, list[Cell]] = {m: [] for m in methods}
     header = ["Method"]

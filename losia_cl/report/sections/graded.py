@@ -14,7 +14,7 @@ from ..formatting import fmt_stat
 from ..tables import Cell, Table
 from ..writer import FigureWriter
 
-ORDER = 45
+ORDER = 42
 
 
 def loglik_table(g: MethodRuns) -> Table:

@@ -10,7 +10,7 @@ from ..formatting import fmt_stat
 from ..tables import Cell, Table
 from ..writer import FigureWriter
 
-ORDER = 48
+ORDER = 44
 
 
 def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
