@@ -20,7 +20,7 @@ import time
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llama", help="tiny-llama (default), smollm2-135m, a path or hub id")
-    parser.add_argument("--tasks", default="category,position,check", help="demo tasks, comma-separated")
+    parser.add_argument("--tasks", default="category,position,predecessor", help="demo tasks, comma-separated")
     parser.add_argument("--num-train", type=int, default=32, help="training examples per task")
     parser.add_argument("--num-test", type=int, default=8, help="test examples per task")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -29,7 +29,7 @@ from losia_cl.models import load_model  # noqa: E402
 from losia_cl.trainer import RunConfig, run_experiment  # noqa: E402
 from losia_cl.trainer.experiment import load_run_stream  # noqa: E402
 
-TASKS = ("category", "position", "check")
+TASKS = ("category", "position", "predecessor")
 
 
 def _json(value):

@@ -29,8 +29,8 @@ def test_example_runs_and_prints_the_score_matrix(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "score matrix (LoSiA + replay, test split):" in out
-    rows = re.findall(r"^(base|category|position|check)\s+((?:\s*\d\.\d{3}){3})$", out, flags=re.M)
-    assert [label for label, _ in rows] == ["base", "category", "position", "check"]
+    rows = re.findall(r"^(base|category|position|predecessor)\s+((?:\s*\d\.\d{3}){3})$", out, flags=re.M)
+    assert [label for label, _ in rows] == ["base", "category", "position", "predecessor"]
     assert "average performance" in out
     # the text logger printed the plugin metrics
     for name in ("TaskScore/eval_phase/test_stream", "StreamScoreBWT/eval_phase/test_stream",

@@ -54,3 +54,25 @@ def test_training_on_the_answers_raises_their_loglik():
     after = answer_loglik(model, tokenizer, EXAMPLES, batch_size=4, max_length=256)
     assert after > before + 0.5
     assert model.training  # answer_loglik restores the mode it found
+
+
+@pytest.mark.slow
+def test_a_run_records_the_graded_matrix_and_the_probe(tmp_path):
+    from losia_cl.streams import load_stream
+    from losia_cl.trainer import RunConfig, run_experiment
+
+    config = RunConfig(model="tiny-llama", methods=("full",), tasks=("category", "position"), max_train_examples=16,
+                       max_test_examples=4, max_length=64, lr={"full": 3e-3}, out=str(tmp_path / "run"),
+                       progress=False, report=False)
+    results = run_experiment(config).results["full"]
+    loglik = results["loglik_scores"]
+    assert len(loglik) == 3 and all(len(row) == 2 for row in loglik)
+    model, tokenizer = tiny_llama(seed=0)
+    stream = load_stream("demo", tasks=["category", "position"])  # the run keeps the first 4 test examples
+    base_row = [answer_loglik(model, tokenizer, task.test[:4], batch_size=32, max_length=64) for task in stream]
+    assert loglik[0] == pytest.approx(base_row, abs=1e-5)  # row 0 is the untouched base model
+    assert loglik[1][0] > loglik[0][0]  # training on category made its answers more likely
+    assert results["loglik_metrics"]["bwt"] == pytest.approx(loglik[2][0] - loglik[1][0])
+    retention = results["retention"]
+    assert retention["items"] >= 100 and len(retention["kl"]) == 3
+    assert retention["kl"][0] == 0.0 and retention["kl"][2] > retention["kl"][1] > 0.0
