@@ -4,7 +4,7 @@
 NumGLUE-cm, NumGLUE-ds, in TRACE's order), capped example counts and steps, the embedded SmolLM2-135M,
 three paired seeds for ``run`` and the first two tasks for ``tune``.  The data folder still comes from
 ``--data-dir`` or ``$LOSIA_CL_DATA``.  ``examples/trace_cpu.sh`` runs the whole protocol
-(tune → run --lr-from → report); ``docs/tuning.md`` gives the measured times.
+(tune → run --lr-from → report); ``docs/fair-comparison.md`` gives the measured times.
 """
 
 from __future__ import annotations

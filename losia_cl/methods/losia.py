@@ -25,7 +25,7 @@ class LoSiAMethod:
     Other keyword options are :class:`LoSiAConfig` fields.
     """
 
-    lr: float = 5e-3
+    lr: float = 1e-3
     rank_factor: float = 1 / 8
     period: int | None = None
     losia_options: dict[str, Any] = field(default_factory=dict)

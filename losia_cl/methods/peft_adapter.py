@@ -36,7 +36,7 @@ class PeftAdapterMethod(DenseMethodDefaults):
     the whole stream; ``per_task=True`` merges it into the base after every task and starts a fresh one.
     """
 
-    lr: float = 2e-3
+    lr: float = 1e-3
     rank: int | None = None
     alpha: float | None = None
     dropout: float = 0.0

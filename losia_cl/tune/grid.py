@@ -2,7 +2,7 @@
 
 The default grid of a method is ``centre · 10^(k/2)`` for ``k = −2..2`` (centre/10, centre/√10, centre,
 √10·centre, 10·centre, rounded to three significant digits), the centre being the method's built-in
-default learning rate (see ``docs/tuning.md`` for where those come from).  ``--grid losia=1e-4,3e-4,1e-3``
+default learning rate (see ``docs/fair-comparison.md`` for where those come from).  ``--grid losia=1e-4,3e-4,1e-3``
 replaces one method's grid.
 """
 
