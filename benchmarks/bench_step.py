@@ -1,4 +1,4 @@
-"""Training-step speed and memory: full fine-tuning vs LoSiA vs LoSiA-Pro (see losia_cl/bench.py)."""
+"""Training-step speed and memory of the registered methods, side by side (see losia_cl/bench.py)."""
 
 from losia_cl.bench import main
 

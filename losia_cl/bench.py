@@ -1,11 +1,12 @@
-"""Training-step benchmark: full fine-tuning, LoRA, LoSiA and LoSiA-Pro, measured side by side.
+"""Training-step benchmark: the registered methods (full fine-tuning, LoRA, LoSiA, ...) measured side by side.
 
-Speed: every method is built once in one process; then rounds run the methods in turn (order
-rotated each round), one timed training step each, and the median per method is reported with
-its ratio to full fine-tuning.  Memory: each method runs a few steps in a fresh subprocess and
-reports its peak resident memory (CPU, with glibc's mmap threshold fixed at 64 KiB so that freed
-tensors leave the resident set) or ``torch.cuda.max_memory_allocated`` (CUDA), minus the memory in
-use once model and optimizer are built, i.e. what training adds on top of the weights.
+Speed: every method (default: every registered method) is built once in one process; then rounds
+run the methods in turn (order rotated each round), one timed training step each, and the median
+per method is reported with its ratio to a reference method (default: full fine-tuning).
+Memory: each method runs a few steps in a fresh subprocess and reports its peak resident memory
+(CPU, with glibc's mmap threshold fixed at 64 KiB so that freed tensors leave the resident set) or
+``torch.cuda.max_memory_allocated`` (CUDA), minus the memory in use once model and optimizer are
+built, i.e. what training adds on top of the weights.
 
 Run ``python -m losia_cl.bench`` (``--help`` for the sizes).
 """
@@ -20,22 +21,33 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from losia_cl.fields import documented
 from losia_cl.help_formatter import DefaultsHelpFormatter
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("full", "lora", "losia", "losia-pro")
+
+def method_names() -> tuple[str, ...]:
+    """The methods benchmarked by default: every registered one."""
+    from losia_cl.methods import method_names as registered
+
+    return tuple(registered())
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Model and batch sizes of the benchmark (defaults: a mid-sized Llama that 2 CPU cores time in minutes)."""
+    """Model and batch sizes of the benchmark (defaults: a mid-sized Llama that 2 CPU cores time in minutes).
+
+    ``rank_factor`` is given to every method that has a ``rank_factor`` option (LoSiA's p; the
+    adapter methods match their rank to LoSiA's trainable-parameter count at that p).
+    """
 
     hidden_size: int = documented("Hidden size of the benchmark's randomly initialised Llama.", 768)
     intermediate_size: int = documented("Intermediate (MLP) size of the Llama.", 2048)
@@ -63,16 +75,30 @@ def build_model(cfg: BenchConfig) -> torch.nn.Module:
     return LlamaForCausalLM(config).to(cfg.device)
 
 
-def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
-    """A closure running one training step of ``method`` (any registered method) on a fixed random batch."""
-    from losia_cl.methods import TaskContext, create_method
+def _lm_loss(model: nn.Module, batch: Mapping[str, Tensor]) -> Tensor:
+    return model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
+
+
+def create_bench_method(name: str, cfg: BenchConfig) -> Any:
+    """The method registered as ``name`` with lr 1e-5 and, if it has that option, ``rank_factor``."""
+    from losia_cl.methods import METHODS, create_method
 
     options: dict[str, float] = {"lr": 1e-5}
-    if method.startswith("losia"):
+    if "rank_factor" in {f.name for f in fields(METHODS.get(name))}:
         options["rank_factor"] = cfg.rank_factor
-    elif method in ("lora", "dora", "pissa"):
-        options["match_rank_factor"] = cfg.rank_factor  # rank matched to LoSiA's trainable parameters
-    trainer_method = create_method(method, **options)
+    return create_method(name, **options)
+
+
+def build_step(method: Any, cfg: BenchConfig) -> Callable[[], None]:
+    """A closure running one training step (:func:`~losia_cl.trainer.step.train_step`) of ``method``.
+
+    ``method``: a registered method name or a method object; the step trains on a fixed random batch
+    with the language-model loss over every token and gradient clipping at 1.0.
+    """
+    from losia_cl.methods import TaskContext
+    from losia_cl.trainer.step import train_step
+
+    trainer_method = create_bench_method(method, cfg) if isinstance(method, str) else method
     context = TaskContext(task_index=0, num_tasks=1, num_training_steps=1000, seed=cfg.seed)
     model = trainer_method.prepare(build_model(cfg), context)
     optimizer, scheduler = trainer_method.build_optimizer(model, context)
@@ -80,13 +106,8 @@ def build_step(method: str, cfg: BenchConfig) -> Callable[[], None]:
     ids = torch.randint(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len), generator=generator).to(cfg.device)
 
     def step() -> None:
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, optimizer, scheduler, [{"input_ids": ids}], loss_divisor=1, max_grad_norm=1.0,
+                   loss_fn=_lm_loss)
 
     return step
 
@@ -96,8 +117,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_methods(cfg: BenchConfig, methods: tuple[str, ...] = METHODS) -> dict[str, list[float]]:
-    """Seconds per step of each method, interleaved rounds (order rotated each round)."""
+def time_methods(cfg: BenchConfig, methods: tuple[str, ...] | None = None) -> dict[str, list[float]]:
+    """Seconds per step of each method (default: all), interleaved rounds (order rotated each round)."""
+    methods = methods or method_names()
     steps = {m: build_step(m, cfg) for m in methods}
     for _ in range(cfg.warmup):
         for m in methods:
@@ -124,7 +146,7 @@ def _current_bytes(device: str) -> int:
     return 0
 
 
-def memory_of(method: str, cfg: BenchConfig, steps: int = 2) -> dict[str, int]:
+def memory_of(method: Any, cfg: BenchConfig, steps: int = 2) -> dict[str, int]:
     """Peak memory of ``method`` (called in a fresh process): the model and optimizer are built,
     the peak is reset, then ``steps`` training steps run; ``training_bytes`` is the peak minus
     the memory in use before the first step (activations, gradients, optimizer state)."""
@@ -140,8 +162,9 @@ def memory_of(method: str, cfg: BenchConfig, steps: int = 2) -> dict[str, int]:
     return {"baseline_bytes": baseline, "peak_bytes": peak, "training_bytes": peak - baseline}
 
 
-def measure_memory_in_subprocesses(cfg: BenchConfig, methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, int]]:
+def measure_memory_in_subprocesses(cfg: BenchConfig, methods: tuple[str, ...] | None = None) -> dict[str, dict[str, int]]:
     out = {}
+    methods = methods or method_names()
     for method in methods:
         args = [sys.executable, "-m", "losia_cl.bench", "--memory-child", method, "--config", json.dumps(asdict(cfg))]
         # A fixed mmap threshold makes glibc return every freed tensor to the OS at once, so the
@@ -152,9 +175,11 @@ def measure_memory_in_subprocesses(cfg: BenchConfig, methods: tuple[str, ...] = 
     return out
 
 
-def format_table(times: dict[str, list[float]], memory: dict[str, dict[str, int]] | None) -> str:
-    base = statistics.median(times["full"]) if "full" in times else None
-    lines = ["| method | median step (s) | vs full FT | peak memory (MiB) | training memory (MiB) |",
+def format_table(times: dict[str, list[float]], memory: dict[str, dict[str, int]] | None,
+                 reference: str = "full") -> str:
+    """Markdown table: median step, ratio to ``reference``'s median ("-" when it was not run), memory."""
+    base = statistics.median(times[reference]) if reference in times else None
+    lines = [f"| method | median step (s) | vs {reference} | peak memory (MiB) | training memory (MiB) |",
              "|---|---|---|---|---|"]
     for m, ts in times.items():
         med = statistics.median(ts)
@@ -173,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(BenchConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f.metadata["help"])
-    parser.add_argument("--methods", default=",".join(METHODS), help="Comma-separated methods to measure.")
+    parser.add_argument("--methods", default=None,
+                        help="Comma-separated methods to measure (default: every registered method).")
+    parser.add_argument("--reference", default="full", help="The method the step times are divided by.")
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")
     parser.add_argument("--threads", type=int, default=None,
                         help="Torch intra-op threads (default: torch's own choice).")
@@ -191,12 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(json.dumps(memory_of(args.memory_child, cfg)) + "\n")
         return 0
     cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in fields(BenchConfig)})
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else method_names()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     times = time_methods(cfg, methods)
     memory = None if args.no_memory else measure_memory_in_subprocesses(cfg, methods)
     sys.stdout.write(f"{cfg}\ntorch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    sys.stdout.write(format_table(times, memory) + "\n")
+    sys.stdout.write(format_table(times, memory, args.reference) + "\n")
     return 0
 
 

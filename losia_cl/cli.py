@@ -59,6 +59,21 @@ def _parse_lr(text: str) -> dict[str, float]:
     return out
 
 
+def _parse_method_option(text: str) -> tuple[str, str, object]:
+    """``METHOD.key=value`` -> (method, key, value); the value is read as JSON when it parses, else as text."""
+    import json
+
+    target, sep, raw = text.partition("=")
+    method, dot, key = target.strip().partition(".")
+    if not (sep and dot and method and key):
+        raise argparse.ArgumentTypeError(f"--method-option: {text!r} is not METHOD.key=value")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return method, key.strip(), value
+
+
 def _shown(value: Any) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
@@ -109,6 +124,11 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option(name, type=int)
     option("max_grad_norm", type=float)
     option("lr", type=_parse_lr, help=helps["lr"] + " E.g. losia=1e-3,lora=5e-4, or one number for all.")
+    option("method_options", "--method-option", type=_parse_method_option, action="append",
+           metavar="METHOD.KEY=VALUE",
+           help="A method option (repeatable), e.g. lora.rank=8, lora.per_task=true, "
+                "losia.losia_options='{\"schedule\": \"sync\"}'; VALUE is read as JSON, else as text. "
+                "`losia-cl methods --options` lists every method's options.")
     option("shuffle", "--no-shuffle", action="store_false",
            help="Train on each task's examples in file order (default: a seeded shuffle every epoch).")
     option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])
@@ -166,7 +186,14 @@ def _run_options(args: argparse.Namespace, command: str = "run") -> dict[str, An
     values = {k: v for k, v in PRESETS.get(preset).defaults(command).items() if k in names} if preset else {}
     if getattr(args, "config", None):
         values.update(read_run_file(args.config))
-    values.update({k: v for k, v in vars(args).items() if k in names})
+    given = {k: v for k, v in vars(args).items() if k in names}
+    pairs = given.pop("method_options", [])
+    values.update(given)
+    if pairs:  # --method-option METHOD.KEY=VALUE, over the file's method_options
+        options = {method: dict(o) for method, o in (values.get("method_options") or {}).items()}
+        for method, key, value in pairs:
+            options.setdefault(method, {})[key] = value
+        values["method_options"] = options
     if _verbosity(args) < 0:
         values["progress"] = False
     lr = dict(values.get("lr") or {})
@@ -253,11 +280,17 @@ def _cmd_streams(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from losia_cl.methods import METHODS
+    import json
+
+    from losia_cl.methods import METHODS, option_defaults, option_help
 
     for name in METHODS.names():
         doc = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
         sys.stdout.write(f"{name:10s} {doc}\n")
+        if args.options:
+            defaults = option_defaults(name)
+            for key, text in option_help(name).items():
+                sys.stdout.write(f"    {name}.{key} (default {json.dumps(defaults[key])}): {text}\n")
     return 0
 
 
@@ -290,11 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(sub)
     _add_tune_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
-    sub.add_parser("methods", help="list the training methods").set_defaults(func=_cmd_methods)
+    methods = sub.add_parser("methods", help="list the training methods (--options: and their options)")
+    methods.add_argument("--options", action="store_true", help="also list every method's options")
+    methods.set_defaults(func=_cmd_methods)
     sub.add_parser("models", help="list the built-in models").set_defaults(func=_cmd_models)
     # bench has its own parser (losia_cl.bench; it imports torch): every argument after the word goes to it
-    sub.add_parser("bench", add_help=False, help="training-step speed and memory of full FT, LoRA, LoSiA, "
-                                                 "LoSiA-Pro (losia-cl bench --help)").set_defaults(func=_cmd_bench)
+    sub.add_parser("bench", add_help=False, help="training-step speed and memory of the methods "
+                                                 "(losia-cl bench --help)").set_defaults(func=_cmd_bench)
     try:
         from losia_cl.report import add_cli
     except ImportError:  # pragma: no cover - the report package is part of the distribution

@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +58,6 @@ CHUNK_BYTES = 1 << 24
 
 _FORMAT = "losia_cl.subnet_overlap"
 _VERSION = 1
-_LAYER_IN_NAME = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
 
 def chance_jaccard(size_a: float, size_b: float, total: float) -> float | None:
@@ -231,8 +229,8 @@ class SubnetOverlapTracker:
     torch tensors on any device); duplicates are ignored.  A matrix's shape
     ``(d_out, d_in)`` must be given (``shapes`` or :meth:`register`) the first
     time it appears.  Its layer index, used by the per-layer profile, is taken
-    from ``layers`` / :meth:`register` or else parsed from the first
-    all-digit component of its dotted name (``model.layers.12.mlp.up_proj`` → 12).
+    from ``layers`` / :meth:`register` (matrices without one are left out of
+    the profile).
     Tasks are ordered by first appearance; task ids are stored as strings.
     """
 
@@ -272,9 +270,6 @@ class SubnetOverlapTracker:
             raise ConfigError(f"matrix {name!r}: layer must be an int, got {layer!r}")
         known = self._matrices.get(name)
         if known is None:
-            if layer is None:
-                found = _LAYER_IN_NAME.search(name)
-                layer = int(found.group(1)) if found else None
             self._matrices[name] = _Matrix(shape=shp, layer=None if layer is None else int(layer))
             return
         if known.shape != shp:

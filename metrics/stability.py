@@ -73,7 +73,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -108,7 +107,6 @@ _DTYPES = ("float32", "float64")
 _SOLVERS = ("gram", "svd")
 _TAILS = ("power", "flat")
 _EPS32 = float(np.finfo(np.float32).eps)
-_LAYER_IN_NAME = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
 
 @dataclass(frozen=True)
@@ -520,14 +518,20 @@ class StabilityTracker:
     the CPU.
     """
 
-    def __init__(self, config: StabilityConfig | None = None, base: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: StabilityConfig | None = None,
+        base: Mapping[str, Any] | None = None,
+        layers: Mapping[str, int] | None = None,
+    ) -> None:
         self.config = config or StabilityConfig()
         self._base: dict[str, Spectrum] = {}
+        self._layers: dict[str, int] = {}
         self._base_ranks: dict[str, dict[str, float]] = {}
         self._prev: dict[str, Spectrum] = {}
         self._stages: list[_Stage] = []
         if base is not None:
-            self.set_base(base)
+            self.set_base(base, layers)
 
     @property
     def matrix_names(self) -> list[str]:
@@ -539,10 +543,20 @@ class StabilityTracker:
         """Names of the measured stages, in order."""
         return [s.name for s in self._stages]
 
-    def set_base(self, base: Mapping[str, Any]) -> None:
-        """Snapshot the base weights ``{name: W₀}`` (adds to / replaces earlier base snapshots by name)."""
+    def set_base(self, base: Mapping[str, Any], layers: Mapping[str, int] | None = None) -> None:
+        """Snapshot the base weights ``{name: W₀}`` (adds to / replaces earlier base snapshots by name).
+
+        ``layers`` ``{name: layer index}`` groups the matrices in the summary's ``per_layer``
+        (matrices without a layer are left out of it).
+        """
         if self._stages:
             raise ConfigError("StabilityTracker.set_base: stages were already measured against the old base")
+        for name, layer in (layers or {}).items():
+            if name not in base:
+                raise ConfigError(f"StabilityTracker.set_base: layer given for {name!r}, which has no base weight")
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+                raise ConfigError(f"StabilityTracker.set_base: layer of {name!r} must be an int, got {layer!r}")
+            self._layers[name] = int(layer)
         for name, w in base.items():
             spec = spectrum(w, self.config, what=f"base {name}")
             self._base[name] = spec
@@ -613,8 +627,7 @@ class StabilityTracker:
 
         ``stages[i]["mean"][key]`` averages the defined values of ``key`` over
         the stage's matrices; ``stages[i]["per_layer"][layer]`` does the same
-        per layer index (parsed from the first all-digit component of each
-        matrix name); ``stages[i]["matrices"]`` holds every matrix's row
+        per layer index (given to :meth:`set_base`); ``stages[i]["matrices"]`` holds every matrix's row
         (left out with ``per_matrix=False``).
         """
         stages = []
@@ -626,9 +639,8 @@ class StabilityTracker:
             }
             layers: dict[int, list[dict[str, Any]]] = {}
             for name, row in st.matrices.items():
-                found = _LAYER_IN_NAME.search(name)
-                if found:
-                    layers.setdefault(int(found.group(1)), []).append(row)
+                if name in self._layers:
+                    layers.setdefault(self._layers[name], []).append(row)
             entry["per_layer"] = {str(layer): _mean_rows(rows) for layer, rows in sorted(layers.items())}
             if per_matrix:
                 entry["matrices"] = {n: dict(r) for n, r in st.matrices.items()}
@@ -651,6 +663,7 @@ class StabilityTracker:
             "config": asdict(self.config),
             "base": {n: _spectrum_to_dict(s) for n, s in self._base.items()},
             "base_ranks": {n: dict(r) for n, r in self._base_ranks.items()},
+            "layers": dict(self._layers),
             "prev": {n: _spectrum_to_dict(s) for n, s in self._prev.items() if s is not self._base[n]},
             "stages": [{"name": s.name, "matrices": s.matrices} for s in self._stages],
         }
@@ -668,6 +681,10 @@ class StabilityTracker:
                 tracker._base[name] = _spectrum_from_dict(d, f"base {name!r}")
                 tracker._prev[name] = tracker._base[name]
                 tracker._base_ranks[name] = {k: float(v) for k, v in state["base_ranks"][name].items()}
+            for name, layer in state.get("layers", {}).items():
+                if name not in tracker._base:
+                    raise DataError(f"stability state: layer of unknown matrix {name!r}")
+                tracker._layers[name] = int(layer)
             for name, d in state["prev"].items():
                 if name not in tracker._base:
                     raise DataError(f"stability state: previous-stage snapshot of unknown matrix {name!r}")

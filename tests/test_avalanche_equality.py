@@ -37,7 +37,7 @@ def _json(value):
 
 
 @pytest.mark.parametrize("method, overrides", [
-    # the case: LoSiA, shuffling off on both sides, 8 steps per task
+    # LoSiA, shuffling off on both sides, 8 steps per task
     ("losia", dict(shuffle=False, max_train_examples=32)),
     # seeded shuffle, gradient accumulation across an epoch boundary, an adapter initialised from the global RNG
     ("lora", dict(shuffle=True, max_train_examples=12, epochs=2, grad_accum=2)),

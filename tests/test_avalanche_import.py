@@ -16,7 +16,7 @@ def test_losia_cl_and_its_packages_do_not_import_avalanche():
     assert not _imports_avalanche(
         "import losia_cl, losia_cl.cli, losia_cl.methods, losia_cl.trainer, losia_cl.streams, losia_cl.metrics, "
         "losia_cl.models, losia_cl.report\n"
-        "from losia_cl.trainer.sequential import task_batches\n"
+        "from losia_cl.trainer.step import train_step\nfrom losia_cl.trainer.plan import BatchPlan\n"
         "from losia_cl.metrics import SubnetOverlapTracker, cl_metrics"
     )
 

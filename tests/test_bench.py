@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
+
+import torch
 
 from losia_cl.bench import BenchConfig, format_table, memory_of, time_methods
+from losia_cl.methods.full import FullFineTuning
 
 
 def test_time_methods_interleaves_every_method():
@@ -18,10 +22,36 @@ def test_time_methods_interleaves_every_method():
     assert table.splitlines()[2].startswith("| full |") and "| 1.000 |" in table.splitlines()[2]
 
 
-def test_memory_of_reports_what_training_adds():
+class _SGDWithScratch(torch.optim.SGD):
+    """SGD that fills a scratch buffer of ``scratch_bytes`` during every step, then frees it."""
+
+    scratch_bytes = 0
+
+    def step(self, closure=None):
+        scratch = torch.ones(self.scratch_bytes // 4)  # written, so resident
+        result = super().step(closure)
+        del scratch
+        return result
+
+
+@dataclass
+class _ScratchMethod(FullFineTuning):
+    scratch_bytes: int = 0
+
+    def build_optimizer(self, model, ctx):
+        optimizer = _SGDWithScratch(model.parameters(), lr=self.lr)
+        optimizer.scratch_bytes = self.scratch_bytes
+        return optimizer, None
+
+
+def test_memory_of_counts_what_a_training_step_allocates():
     cfg = BenchConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=128, batch_size=1, seq_len=16)
-    memory = memory_of("losia-pro", cfg, steps=1)
-    assert memory["training_bytes"] == memory["peak_bytes"] - memory["baseline_bytes"] >= 0
+    big = 96 * 2**20
+    plain = memory_of(_ScratchMethod(scratch_bytes=0), cfg, steps=1)
+    scratch = memory_of(_ScratchMethod(scratch_bytes=big), cfg, steps=1)
+    # the tiny model's own step adds far less than the buffer: only the buffer can explain the difference
+    assert plain["training_bytes"] < big / 4
+    assert scratch["training_bytes"] >= 0.95 * big, (plain, scratch)
 
 
 def test_cli_dispatches_every_option_to_the_benchmark():

@@ -51,7 +51,7 @@ def test_small_case_by_hand() -> None:
     # task b trains rows {1} x cols {0,1,2,3}: (1,0) (1,1) (1,2) (1,3) -> 4 cells
     # intersection: (1,0) (1,1) (1,2) = 3; union 7 + 4 - 3 = 8 -> J = 3/8
     t = SubnetOverlapTracker()
-    t.register("layers.3.q", (4, 4))
+    t.register("layers.3.q", (4, 4), layer=3)
     t.record("a", {"layers.3.q": ([0, 1], [0, 1])})
     t.record("a", {"layers.3.q": ([1, 2], [1, 2])})
     t.record("b", {"layers.3.q": ([1], [0, 1, 2, 3])})
@@ -191,10 +191,12 @@ def _two_layer_tracker() -> SubnetOverlapTracker:
     t = SubnetOverlapTracker()
     names = {"model.layers.0.self_attn.q_proj": (24, 24), "model.layers.0.mlp.up_proj": (48, 24),
              "model.layers.1.self_attn.q_proj": (24, 24), "lm_head": (30, 24)}
+    layers = {"model.layers.0.self_attn.q_proj": 0, "model.layers.0.mlp.up_proj": 0,
+              "model.layers.1.self_attn.q_proj": 1, "lm_head": 99}
     for task in ("t1", "t2"):
         for _ in range(3):
             subnets = {n: _random_block(rng, *shape, shape[0] // 4, shape[1] // 4) for n, shape in names.items()}
-            t.record(task, subnets, shapes=names, layers={"lm_head": 99})
+            t.record(task, subnets, shapes=names, layers=layers)
     return t
 
 

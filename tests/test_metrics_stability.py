@@ -176,7 +176,8 @@ def test_previous_stage_comparisons_and_summary() -> None:
     base = {"model.layers.0.q": torch.randn(40, 30, generator=gen), "model.layers.1.q": torch.randn(40, 30, generator=gen)}
     s1 = {n: w + 0.3 * torch.randn(40, 30, generator=gen) for n, w in base.items()}
     s2 = {n: w.clone() for n, w in s1.items()}  # nothing changes in stage 2
-    tracker = StabilityTracker(StabilityConfig(k=5), base=base)
+    # layers come from the caller, not from the names: here matrix "...layers.1..." is put in layer 7
+    tracker = StabilityTracker(StabilityConfig(k=5), base=base, layers={"model.layers.0.q": 0, "model.layers.1.q": 7})
     r1 = tracker.measure("task-1", s1, base=base)
     r2 = tracker.measure("task-2", s2, base=base)
     for name in base:
@@ -190,7 +191,9 @@ def test_previous_stage_comparisons_and_summary() -> None:
     assert [s["stage"] for s in summary["stages"]] == ["task-1", "task-2"]
     mean = summary["stages"][0]["mean"]["subspace_left_base"]
     assert mean == pytest.approx(np.mean([r1[n]["subspace_left_base"] for n in base]))
-    assert set(summary["stages"][0]["per_layer"]) == {"0", "1"}
+    assert set(summary["stages"][0]["per_layer"]) == {"0", "7"}
+    assert summary["stages"][0]["per_layer"]["7"]["subspace_left_base"] == r1["model.layers.1.q"]["subspace_left_base"]
+    assert StabilityTracker.from_dict(tracker.to_dict()).summary() == summary
     assert summary["base"]["mean"]["effective_rank"] > 20
     with pytest.raises(ConfigError, match="already measured"):
         tracker.measure("task-2", s2)

@@ -60,10 +60,11 @@ def score_matrix(rng: np.random.Generator, method: str, num_tasks: int) -> list[
 def overlap_summary(rng: np.random.Generator, tasks: Sequence[str]) -> dict[str, Any]:
     """A SubnetOverlapTracker fed 3 re-localizations per task and matrix, with rows reused across tasks."""
     tracker = SubnetOverlapTracker()
-    favourite = {}
+    favourite, layers = {}, {}
     for layer in range(_LAYERS):
         for kind, (d_out, d_in) in _SHAPES.items():
             favourite[f"model.layers.{layer}.{kind}"] = rng.choice(d_out, d_out // 2, replace=False)
+            layers[f"model.layers.{layer}.{kind}"] = layer
     for task in tasks:
         for _ in range(3):
             blocks, shapes = {}, {}
@@ -72,7 +73,7 @@ def overlap_summary(rng: np.random.Generator, tasks: Sequence[str]) -> dict[str,
                 rows = rng.choice(fav, d_out // 4, replace=False)
                 cols = rng.choice(d_in, d_in // 4, replace=False)
                 blocks[name], shapes[name] = (rows, cols), (d_out, d_in)
-            tracker.record(task, blocks, shapes=shapes)
+            tracker.record(task, blocks, shapes=shapes, layers=layers)
     return tracker.summary()
 
 
@@ -81,11 +82,12 @@ def stability_summary(rng: np.random.Generator, method: str, tasks: Sequence[str
     import torch
 
     generator = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
-    base = {}
+    base, layers = {}, {}
     for layer in range(_LAYERS):
         for kind, (d_out, d_in) in _SHAPES.items():
             base[f"model.layers.{layer}.{kind}"] = torch.randn(d_out, d_in, generator=generator) / d_in**0.5
-    tracker = StabilityTracker(StabilityConfig(k=4), base=base)
+            layers[f"model.layers.{layer}.{kind}"] = layer
+    tracker = StabilityTracker(StabilityConfig(k=4), base=base, layers=layers)
     weights = {n: w.clone() for n, w in base.items()}
     for task in tasks:
         for name, w in weights.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from losia_cl.errors import ConfigError
+from losia_cl.methods import SubnetMethod, create_method, method_names
 from losia_cl.metrics import cl_metrics
 from losia_cl.trainer import RunConfig, run_experiment
 
@@ -28,7 +29,7 @@ def _config(tmp_path: Path, methods, **overrides) -> RunConfig:
 
 @pytest.mark.slow
 def test_every_method_end_to_end(tmp_path):
-    methods = ("losia", "losia-pro", "lora", "dora", "pissa", "full")
+    methods = tuple(method_names())
     outcome = run_experiment(_config(tmp_path, methods, lr={m: 1e-2 for m in methods}))
     run = json.loads((outcome.out_dir / "run.json").read_text())
     assert run["tasks"] == list(TASKS) and run["methods"] == list(methods) and run["finished_at"]
@@ -44,8 +45,17 @@ def test_every_method_end_to_end(tmp_path):
         assert results["trainable_parameters"] > 0 and results["train_seconds"] > 0 and results["peak_memory_bytes"] > 0
         assert results["steps"] == {t: 4 for t in TASKS}  # 16 examples / batch 4, one epoch
         assert all(len(results["losses"][t]) == 4 for t in TASKS)
-        assert len(results["stability"]["stages"]) == 3
-        assert (results["subnet_overlap"] is not None) == method.startswith("losia")
+        stages = results["stability"]["stages"]
+        assert len(stages) == 3
+        # every task moved the weights: the optimizer stepped (the effective weights differ from the base
+        # and from the previous task's)
+        changes = [stage["mean"]["delta_rel_norm"] for stage in stages]
+        assert all(change > 1e-4 for change in changes), (method, changes)
+        assert all(b != a for a, b in zip(changes, changes[1:])), (method, changes)
+        assert all(stage["mean"]["spectral_drift_prev"] > 0 for stage in stages), method
+        assert set(results["method_record"]) == set(TASKS)
+        is_subnet = isinstance(create_method(method), SubnetMethod)
+        assert (results["subnet_overlap"] is not None) == is_subnet
         with open(folder / "scores.csv") as handle:
             rows = list(csv.reader(handle))
         assert rows[0] == ["after", *TASKS] and [r[0] for r in rows[1:]] == ["base", *TASKS]
@@ -58,7 +68,7 @@ def test_every_method_end_to_end(tmp_path):
                 assert sum(r["score"] for r in records) / 6 == pytest.approx(scores[stage][TASKS.index(task)])
         assert not (folder / "checkpoint.pt").exists()  # finished methods keep no checkpoint
     by_method = {m: json.loads((outcome.out_dir / m / "results.json").read_text()) for m in methods}
-    assert by_method["losia"]["scores"][0] == by_method["full"]["scores"][0]  # one base row for all
+    assert all(r["scores"][0] == by_method["full"]["scores"][0] for r in by_method.values())  # one base row
     assert by_method["losia"]["trainable_parameters"] < by_method["lora"]["trainable_parameters"] * 2
     assert by_method["full"]["trainable_parameters"] > 10 * by_method["losia"]["trainable_parameters"]
     overlap = by_method["losia"]["subnet_overlap"]
@@ -116,7 +126,11 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--methods", "losia,sgd"], "unknown method 'sgd'; known methods: dora, full, lora, losia, losia-pro, pissa"),
+        (["run", "--methods", "losia,sgd"], "unknown method 'sgd'; known methods: " + ", ".join(method_names())),
+        (["run", "--methods", "lora", "--method-option", "lora.rnak=4"],
+         "method lora: unknown option 'rnak'; valid options: lr, rank,"),
+        (["run", "--methods", "lora", "--method-option", "lora.rank=0"], "lora.rank = 0 is invalid"),
+        (["run", "--methods", "lora", "--method-option", "full.lr=1e-3"], "'full' is not one of the methods run"),
         (["run", "--stream", "nope"], "unknown stream 'nope'"),
         (["run", "--epochs", "0", "--model", "tiny-llama"], "epochs = 0 is invalid"),
         (["run", "--batch-size", "-3"], "batch_size = -3 is invalid"),

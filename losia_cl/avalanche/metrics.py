@@ -40,6 +40,7 @@ from avalanche.logging import InteractiveLogger
 from avalanche.training.plugins import EvaluationPlugin
 
 from losia_cl.errors import ConfigError
+from losia_cl.methods import SubnetMethod
 
 __all__ = [
     "ExperienceScoreBWT",
@@ -348,7 +349,8 @@ class SubnetOverlapMetric(PluginMetric[dict]):
                                 layers={n: self._layout[n][1] for n in subnets})
 
     def before_training_exp(self, strategy: Any) -> None:
-        self._layout = _method(strategy).subnet_layout(strategy.optimizer)
+        method = _method(strategy)
+        self._layout = method.subnet_layout(strategy.optimizer) if isinstance(method, SubnetMethod) else {}
         self._task = self.tracker.start_task(_task_name(strategy))
         self._record(strategy)
 
@@ -415,14 +417,14 @@ class StabilityMetric(PluginMetric[dict]):
             return
         from losia_cl.metrics import StabilityTracker
 
-        weights = _method(strategy).target_weights(strategy.model)
-        self._base = {name: w.detach().clone() for name, (_, w) in weights.items()}
-        self.tracker = StabilityTracker(self.config, base=self._base)
+        records = _method(strategy).target_weights(strategy.model)
+        self._base = {r.name: r.weight.detach().clone() for r in records}
+        self.tracker = StabilityTracker(self.config, base=self._base, layers={r.name: r.layer for r in records})
 
     def after_training_exp(self, strategy: Any) -> list[MetricValue] | None:
         if self.tracker is None or not self._base:
             return None
-        weights = {name: w for name, (_, w) in _method(strategy).target_weights(strategy.model).items()}
+        weights = {r.name: r.weight for r in _method(strategy).target_weights(strategy.model)}
         stage = f"after {_task_name(strategy)}"
         if stage in self.tracker.stages:  # the same experience trained again
             stage = f"{stage} ({len(self.tracker.stages)})"

@@ -3,14 +3,14 @@
 One trainer's behaviour behind a second front door: per experience the strategy does what
 ``losia-cl run`` does per task (:class:`losia_cl.trainer.SequentialTrainer`):
 
-* batches: :func:`losia_cl.trainer.sequential.task_batches` orders the micro-batches (seeded
+* batches: :class:`losia_cl.trainer.plan.BatchPlan` orders the micro-batches (seeded
   shuffle, or file order with ``shuffle=False``), :func:`collate_text_batch` pads them;
 * model and optimizer: ``method.prepare`` → ``method.build_optimizer`` (a fresh optimizer and
   the method's own schedule each experience) → ``method.after_task``, with the same
   :class:`~losia_cl.methods.TaskContext`;
 * step: answer-token loss (:func:`~losia_cl.trainer.loss.answer_logits`, logits only at answer
-  positions) divided over ``grad_accum`` micro-batches, gradient-norm clipping, optimizer step,
-  scheduler step, ``zero_grad(set_to_none=True)``;
+  positions) divided over ``grad_accum`` micro-batches, then :func:`~losia_cl.trainer.step.apply_update`
+  (gradient-norm clipping, optimizer step, scheduler step);
 * evaluation: :func:`~losia_cl.trainer.evaluate.evaluate_task` (greedy generation, the task's
   scorer) for every experience evaluated.
 
@@ -21,7 +21,6 @@ replay and the evaluation plugin work as with any Avalanche strategy.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,12 +34,13 @@ from torch.utils.data import DataLoader, Sampler
 from losia_cl.avalanche.benchmark import collate_text_batch, experience_task
 from losia_cl.avalanche.metrics import default_lm_evaluator
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.methods import METHODS, Method, TaskContext, create_method
+from losia_cl.methods import Method, SubnetMethod, TaskContext, create_method
 from losia_cl.streams.tokenization import IGNORE_INDEX, pad_token_id
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
 from losia_cl.trainer.loss import answer_cross_entropy, answer_logits
-from losia_cl.trainer.sequential import method_options, task_batches
+from losia_cl.trainer.plan import BatchPlan
+from losia_cl.trainer.step import apply_update
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class CausalLMStrategy(SupervisedTemplate):
     teacher-forced loss pass (``eval_loss``) and greedy generation scored by the task's metric
     (``generate``); ``strategy.last_evaluation`` holds the predictions and
     :meth:`score_matrix` the scores.  The data order is ``losia-cl run``'s
-    (:func:`~losia_cl.trainer.sequential.task_batches` with ``seed``/``shuffle``); Avalanche's
+    (:class:`~losia_cl.trainer.plan.BatchPlan` with ``seed``/``shuffle``); Avalanche's
     ``shuffle`` argument to ``train`` is not used.
 
     Arguments named as in Avalanche keep their meaning; the rest mirror :class:`RunConfig`:
@@ -198,18 +198,19 @@ class CausalLMStrategy(SupervisedTemplate):
                 raise ConfigError("method_options: give options only with a method name, not a Method instance")
             self.method = method
         self.method_name = getattr(self.method, "name", type(self.method).__name__)
-        # Only the data-order fields of this config are read (by task_batches); it validates them too.
         try:
-            self._batches = RunConfig(methods=(next(iter(METHODS.names())),), seed=seed, shuffle=shuffle,
-                                      epochs=train_epochs, batch_size=train_mb_size, grad_accum=grad_accum,
-                                      max_steps=max_steps, max_grad_norm=max_grad_norm, eval_batch_size=eval_mb_size)
+            self._plan = BatchPlan(epochs=train_epochs, batch_size=train_mb_size, grad_accum=grad_accum,
+                                   max_steps=max_steps, shuffle=shuffle, seed=seed)
         except ConfigError as error:
             message = str(error)
-            for ours, theirs in (("eval_batch_size", "eval_mb_size"), ("batch_size", "train_mb_size"),
-                                 ("epochs", "train_epochs")):
+            for ours, theirs in (("batch_size", "train_mb_size"), ("epochs", "train_epochs")):
                 if message.startswith(ours + " "):
                     message = theirs + message[len(ours):]
             raise ConfigError(f"CausalLMStrategy: {message}") from None
+        if isinstance(eval_mb_size, bool) or not isinstance(eval_mb_size, int) or eval_mb_size < 1:
+            raise ConfigError(f"CausalLMStrategy: eval_mb_size = {eval_mb_size!r} is invalid: it must be an integer >= 1")
+        if max_grad_norm is not None and not max_grad_norm >= 0:
+            raise ConfigError(f"CausalLMStrategy: max_grad_norm = {max_grad_norm!r} is invalid: it must be >= 0")
         check_plugins(plugins or [], self.method)
         super().__init__(
             model=model, optimizer=_placeholder_optimizer(), criterion=AnswerTokenLoss(),
@@ -241,6 +242,8 @@ class CausalLMStrategy(SupervisedTemplate):
         #: Subnets that came into force at the last optimizer step (all of them right after the optimizer is built).
         self.new_subnets: dict[str, tuple[Tensor, Tensor]] | None = None
         self.trainable_parameters = 0
+        #: ``{task name: method.describe(optimizer)}`` after each experience's training, as in ``results.json``.
+        self.method_record: dict[str, dict[str, Any]] = {}
         self._ctx: TaskContext | None = None
         self._in_experience = False  # between an experience's optimizer and its after_task
         self._task_name = ""
@@ -264,7 +267,7 @@ class CausalLMStrategy(SupervisedTemplate):
 
         name = method or config.methods[0]
         settings = dict(
-            method=name, method_options=method_options(config, name), train_mb_size=config.batch_size,
+            method=name, method_options=config.options_for(name), train_mb_size=config.batch_size,
             train_epochs=config.epochs, grad_accum=config.grad_accum, max_steps=config.max_steps,
             max_grad_norm=config.max_grad_norm, shuffle=config.shuffle, seed=config.seed,
             eval_mb_size=config.eval_batch_size, device=resolve_device(config.device),
@@ -311,12 +314,12 @@ class CausalLMStrategy(SupervisedTemplate):
     # ------------------------------------------------------------------ data loaders
     def make_train_dataloader(self, num_workers: int = 0, pin_memory: bool | None = None,
                               persistent_workers: bool = False, **kwargs: Any) -> None:
-        """Micro-batches in ``losia-cl run``'s order (:func:`task_batches`), padded by our collate function."""
+        """Micro-batches in ``losia-cl run``'s order (:class:`BatchPlan`), padded by our collate function."""
         assert self.adapted_dataset is not None and self.experience is not None
         count = len(self.adapted_dataset)
-        plan = task_batches(count, self._batches, self.experience.current_experience)
+        plan = self._plan.steps(count, self.experience.current_experience)
         self._group_sizes = [len(step) for step in plan]
-        self._micro_per_epoch = math.ceil(count / self.train_mb_size)
+        self._micro_per_epoch = self._plan.micro_batches_per_epoch(count)
         micro = [batch for step in plan for batch in step]
         epochs = [micro[e * self._micro_per_epoch:(e + 1) * self._micro_per_epoch] for e in range(self.train_epochs)]
         self.dataloader = DataLoader(
@@ -357,7 +360,7 @@ class CausalLMStrategy(SupervisedTemplate):
         self.model = self.method.prepare(self.model, self._ctx).to(self.device)
         self.model.zero_grad(set_to_none=True)
         self.optimizer, self.scheduler = self.method.build_optimizer(self.model, self._ctx)
-        self.new_subnets = self.method.new_subnets(self.optimizer, initial=True)
+        self.new_subnets = self._new_subnets(initial=True)
         self.trainable_parameters = self.method.trainable_parameters(self.model, self.optimizer)
         task = getattr(self.experience, "text_task", None)
         self._task_name = task.name if task is not None else f"experience {index}"
@@ -426,12 +429,13 @@ class CausalLMStrategy(SupervisedTemplate):
 
     def optimizer_step(self) -> None:
         """Clip the gradient norm, step the optimizer and the method's scheduler, note the new subnets."""
-        if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.new_subnets = self.method.new_subnets(self.optimizer)
+        apply_update(self.model, self.optimizer, self.scheduler, max_grad_norm=self.max_grad_norm, zero_grad=False)
+        self.new_subnets = self._new_subnets()
+
+    def _new_subnets(self, initial: bool = False) -> dict[str, tuple[Tensor, Tensor]] | None:
+        if not isinstance(self.method, SubnetMethod):
+            return None
+        return self.method.new_subnets(self.optimizer, initial=initial)
 
     def _after_training_exp(self, **kwargs: Any) -> None:
         if self._micro_in_step:
@@ -440,6 +444,7 @@ class CausalLMStrategy(SupervisedTemplate):
         assert self._ctx is not None
         self.optimizer.zero_grad(set_to_none=True)
         self.model.zero_grad(set_to_none=True)
+        self.method_record[self._task_name] = self.method.describe(self.optimizer)
         self.model = self.method.after_task(self.model, self.optimizer, self._ctx).to(self.device)
         self.optimizer, self.scheduler = _placeholder_optimizer(), None
         self.trained_experiences += 1
@@ -503,6 +508,7 @@ class CausalLMStrategy(SupervisedTemplate):
             "seed": self.seed,
             "steps": dict(self.steps),
             "losses": {k: list(v) for k, v in self.losses.items()},
+            "method_record": dict(self.method_record),
         }
 
 

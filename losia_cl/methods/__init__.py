@@ -1,14 +1,56 @@
-"""Training methods behind one small interface (:class:`Method`), registered by name.
+"""Training methods behind one small contract (:class:`Method`), registered by name.
 
-Adding a method is adding a module that registers a class with ``@METHODS.register("name")``.
+Adding a method is adding a module ``losia_cl/methods/<name>.py`` holding a dataclass decorated
+with ``@register_method("<name>")``: every module of this package is imported when the package is.
+Methods living outside the package register the same way and are found through
+
+* the entry-point group ``losia_cl.methods`` of an installed distribution
+  (``[project.entry-points."losia_cl.methods"] my-method = "my_package.my_method"``), or
+* the ``LOSIA_CL_METHODS`` environment variable: comma-separated module names to import.
 """
 
-from losia_cl.methods import dora, full, lora, losia, pissa  # noqa: F401  (registration)
-from losia_cl.methods.base import METHODS, Method, TaskContext, create_method
+from __future__ import annotations
 
-__all__ = ["METHODS", "Method", "TaskContext", "create_method", "method_names"]
+import importlib
+import os
+import pkgutil
+from importlib import metadata
+
+from losia_cl.methods.base import (
+    METHODS,
+    Method,
+    SubnetMethod,
+    TargetWeight,
+    TaskContext,
+    create_method,
+    option_defaults,
+    option_help,
+    options_markdown,
+    register_method,
+)
+
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "ENV_VAR", "Method", "SubnetMethod", "TargetWeight", "TaskContext",
+           "create_method", "method_names", "option_defaults", "option_help", "options_markdown", "register_method"]
+
+#: Entry-point group of method modules shipped by other distributions.
+ENTRY_POINT_GROUP = "losia_cl.methods"
+#: Environment variable naming further method modules (comma-separated).
+ENV_VAR = "LOSIA_CL_METHODS"
 
 
 def method_names() -> list[str]:
     """Names of the registered methods."""
     return METHODS.names()
+
+
+def _discover() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+    for name in filter(None, (part.strip() for part in os.environ.get(ENV_VAR, "").split(","))):
+        importlib.import_module(name)
+
+
+_discover()

@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losia_cl.methods.base import METHODS
+from losia_cl.methods.base import register_method
 from losia_cl.methods.peft_adapter import PeftAdapterMethod
 
 
-@METHODS.register("dora")
+@register_method("dora")
 @dataclass
 class DoRAMethod(PeftAdapterMethod):
-    """LoRA with a learned per-row magnitude (``use_dora=True``)."""
-
-    name: str = "dora"
+    """LoRA with a learned per-row magnitude (peft's use_dora=True)."""
 
     def _lora_config_kwargs(self) -> dict[str, Any]:
         return {"use_dora": True}

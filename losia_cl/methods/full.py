@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from losia_cl.methods.base import METHODS, DenseMethodDefaults, TaskContext
+from losia_cl.fields import documented
+from losia_cl.methods.base import TaskContext, is_number, register_method, require
+from losia_cl.methods.dense import DenseMethodDefaults
 from losia_cl.methods.schedule import envelope_scheduler
 
 
-@METHODS.register("full")
+def check_envelope(method: str, lr: float, warmup_ratio: float, min_lr_ratio: float) -> None:
+    """Validate the options of the shared learning-rate envelope."""
+    require(is_number(lr) and math.isfinite(lr) and lr > 0, method, "lr", lr, "a number > 0")
+    require(is_number(warmup_ratio) and 0 <= warmup_ratio < 1, method, "warmup_ratio", warmup_ratio, "in [0, 1)")
+    require(is_number(min_lr_ratio) and 0 <= min_lr_ratio <= 1, method, "min_lr_ratio", min_lr_ratio, "in [0, 1]")
+
+
+@register_method("full")
 @dataclass
 class FullFineTuning(DenseMethodDefaults):
     """AdamW on all parameters, under the shared warm-up + cosine envelope."""
 
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    min_lr_ratio: float = 0.1
-    name: str = "full"
+    lr: float = documented("Peak learning rate (> 0) of AdamW.", 1e-4)
+    weight_decay: float = documented("AdamW's decoupled weight decay (>= 0).", 0.0)
+    warmup_ratio: float = documented("Fraction in [0, 1) of the task's steps spent in the linear warm-up.", 0.0)
+    min_lr_ratio: float = documented("In [0, 1]: the cosine decays from lr to min_lr_ratio*lr at the task's end.", 0.1)
+
+    def __post_init__(self) -> None:
+        check_envelope(self.name, self.lr, self.warmup_ratio, self.min_lr_ratio)
+        require(is_number(self.weight_decay) and self.weight_decay >= 0, self.name, "weight_decay",
+                self.weight_decay, "a number >= 0")
 
     def prepare(self, model: nn.Module, ctx: TaskContext) -> nn.Module:
         for p in model.parameters():

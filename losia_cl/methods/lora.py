@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from losia_cl.methods.base import METHODS
+from losia_cl.methods.base import register_method
 from losia_cl.methods.peft_adapter import PeftAdapterMethod
 
 
-@METHODS.register("lora")
+@register_method("lora")
 @dataclass
 class LoRAMethod(PeftAdapterMethod):
     """Low-rank adapters on every linear layer of the decoder blocks."""
-
-    name: str = "lora"

@@ -2,35 +2,60 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from losia_cl.methods.base import METHODS, TaskContext
+from losia_cl.errors import ConfigError
+from losia_cl.fields import documented
+from losia_cl.methods.base import TargetWeight, TaskContext, is_number, register_method, require
 from losia_cl.methods.weights import block_linear_weights
 from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.losia import LoSiA
 from losia_cl.optim.pro import unpatch
 from losia_cl.optim.targets import find_targets
 
+#: LoSiAConfig fields the method sets itself (its own options, or per task).
+_SET_BY_METHOD = ("lr", "rank_factor", "period", "pro", "seed")
 
-@METHODS.register("losia")
+
+@register_method("losia")
 @dataclass
 class LoSiAMethod:
-    """LoSiA per task: every task gets a new :class:`LoSiA` optimizer (new subnets, new moments).
+    """LoSiA per task: every task gets a new LoSiA optimizer (new subnets, new moments).
 
     ``period=None`` picks the slot length from the task's budget: ``clamp(steps // slots, 1, 50)``,
     so every layer re-localizes at least once per task (the paper's T = 50 suits long tasks).
-    Other keyword options are :class:`LoSiAConfig` fields.
     """
 
-    lr: float = 1e-3
-    rank_factor: float = 1 / 8
-    period: int | None = None
-    losia_options: dict[str, Any] = field(default_factory=dict)
-    name: str = "losia"
-    pro: bool = False
+    lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 1e-3)
+    rank_factor: float = documented("p in (0, 1]: each target matrix trains floor(p*d_out) x floor(p*d_in) entries.",
+                                    1 / 8)
+    period: int | None = documented(
+        "Time-slot length T >= 1 in steps; null: clamp(steps per task // number of slots, 1, 50).", None
+    )
+    losia_options: dict[str, Any] = documented(
+        "Further LoSiAConfig fields by name, e.g. {\"schedule\": \"sync\"} (all but lr, rank_factor, period, pro, "
+        "seed, which the method sets).", default_factory=dict,
+    )
+    pro: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        require(is_number(self.lr) and self.lr > 0, self.name, "lr", self.lr, "a number > 0")
+        require(is_number(self.rank_factor) and 0 < self.rank_factor <= 1, self.name, "rank_factor", self.rank_factor,
+                "in (0, 1]")
+        require(self.period is None or (isinstance(self.period, int) and not isinstance(self.period, bool)
+                                        and self.period >= 1), self.name, "period", self.period,
+                "null or an integer >= 1")
+        require(isinstance(self.losia_options, dict), self.name, "losia_options", self.losia_options,
+                "an object of LoSiAConfig fields")
+        allowed = [f.name for f in fields(LoSiAConfig) if f.name not in _SET_BY_METHOD]
+        unknown = sorted(set(self.losia_options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{self.name}.losia_options: unknown LoSiAConfig field(s) {unknown}; "
+                              f"valid fields: {', '.join(allowed)}")
+        LoSiAConfig(lr=self.lr, rank_factor=self.rank_factor, pro=self.pro, **self.losia_options)  # validates values
 
     def config_for(self, model: nn.Module, ctx: TaskContext) -> LoSiAConfig:
         period = self.period
@@ -73,7 +98,7 @@ class LoSiAMethod:
         optimizer.close()
         return unpatch(model)
 
-    def target_weights(self, model: nn.Module):
+    def target_weights(self, model: nn.Module) -> list[TargetWeight]:
         return block_linear_weights(model)
 
     def trainable_parameters(self, model: nn.Module, optimizer: LoSiA) -> int:
@@ -82,11 +107,14 @@ class LoSiAMethod:
     def options(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self, optimizer: LoSiA) -> dict[str, Any]:
+        """The resolved :class:`LoSiAConfig` of the task."""
+        return {"config": optimizer.config.to_dict()}
 
-@METHODS.register("losia-pro")
+
+@register_method("losia-pro")
 @dataclass
 class LoSiAProMethod(LoSiAMethod):
     """LoSiA-Pro: LoSiA with subnet-only activations and weight gradients (the same updates)."""
 
-    name: str = "losia-pro"
-    pro: bool = True
+    pro: ClassVar[bool] = True

@@ -9,7 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from losia_cl.methods.base import DenseMethodDefaults, TaskContext
+from losia_cl.fields import documented
+from losia_cl.methods.base import TaskContext, is_number, require
+from losia_cl.methods.dense import DenseMethodDefaults
+from losia_cl.methods.full import check_envelope
 from losia_cl.methods.schedule import envelope_scheduler
 from losia_cl.optim.targets import find_targets, subnet_size
 
@@ -29,28 +32,42 @@ def matched_rank(model: nn.Module, rank_factor: float) -> int:
 
 @dataclass
 class PeftAdapterMethod(DenseMethodDefaults):
-    """An adapter method through ``peft``.
+    """An adapter method through ``peft`` on every linear layer of the decoder blocks.
 
-    ``rank=None`` matches LoSiA's trainable-parameter count at ``match_rank_factor``.
-    ``alpha=None`` uses 2·rank.  ``per_task=False`` (TRACE's baseline) trains one adapter across
-    the whole stream; ``per_task=True`` merges it into the base after every task and starts a fresh one.
+    ``per_task=False`` (TRACE's baseline) trains one adapter across the whole stream;
+    ``per_task=True`` merges it into the base after every task and starts a fresh one.
     """
 
-    lr: float = 1e-3
-    rank: int | None = None
-    alpha: float | None = None
-    dropout: float = 0.0
-    per_task: bool = False
-    match_rank_factor: float = 1 / 8
-    warmup_ratio: float = 0.0
-    min_lr_ratio: float = 0.1
-    name: str = "lora"
+    lr: float = documented("Peak learning rate (> 0) of AdamW on the adapter weights.", 1e-3)
+    rank: int | None = documented(
+        "Adapter rank (>= 1); null: the rank whose parameter count is closest to LoSiA's at rank_factor.", None
+    )
+    alpha: float | None = documented("Adapter scaling numerator (> 0); null: 2*rank.", None)
+    dropout: float = documented("Dropout in [0, 1) on the adapter's input.", 0.0)
+    per_task: bool = documented("Merge the adapter after every task and start a fresh one (false: one adapter).", False)
+    rank_factor: float = documented(
+        "LoSiA's rank factor p in (0, 1] whose trainable-parameter count the default rank matches (unused with rank).",
+        1 / 8,
+    )
+    warmup_ratio: float = documented("Fraction in [0, 1) of the task's steps spent in the linear warm-up.", 0.0)
+    min_lr_ratio: float = documented("In [0, 1]: the cosine decays from lr to min_lr_ratio*lr at the task's end.", 0.1)
+
+    def __post_init__(self) -> None:
+        check_envelope(self.name, self.lr, self.warmup_ratio, self.min_lr_ratio)
+        require(self.rank is None or (isinstance(self.rank, int) and not isinstance(self.rank, bool) and self.rank >= 1),
+                self.name, "rank", self.rank, "null or an integer >= 1")
+        require(self.alpha is None or (is_number(self.alpha) and self.alpha > 0), self.name, "alpha", self.alpha,
+                "null or a number > 0")
+        require(is_number(self.dropout) and 0 <= self.dropout < 1, self.name, "dropout", self.dropout, "in [0, 1)")
+        require(isinstance(self.per_task, bool), self.name, "per_task", self.per_task, "true or false")
+        require(is_number(self.rank_factor) and 0 < self.rank_factor <= 1, self.name, "rank_factor",
+                self.rank_factor, "in (0, 1]")
 
     def _lora_config_kwargs(self) -> dict[str, Any]:
         return {}
 
     def resolved_rank(self, model: nn.Module) -> int:
-        return self.rank if self.rank is not None else matched_rank(model, self.match_rank_factor)
+        return self.rank if self.rank is not None else matched_rank(model, self.rank_factor)
 
     def prepare(self, model: nn.Module, ctx: TaskContext) -> nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
@@ -58,7 +75,7 @@ class PeftAdapterMethod(DenseMethodDefaults):
         if isinstance(model, PeftModel):
             return model
         rank = self.resolved_rank(model)
-        targets = [t.name for t in find_targets(model, self.match_rank_factor)]
+        targets = [t.name for t in find_targets(model, self.rank_factor)]
         config = LoraConfig(
             r=rank, lora_alpha=self.alpha if self.alpha is not None else 2 * rank, lora_dropout=self.dropout,
             target_modules=targets, bias="none", **self._lora_config_kwargs(),

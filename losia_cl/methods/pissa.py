@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from losia_cl.methods.base import METHODS
+from losia_cl.methods.base import register_method
 from losia_cl.methods.peft_adapter import PeftAdapterMethod
 
 
-@METHODS.register("pissa")
+@register_method("pissa")
 @dataclass
 class PiSSAMethod(PeftAdapterMethod):
     """LoRA whose A, B start from the top-r singular triplets (fast SVD, 16 iterations)."""
-
-    name: str = "pissa"
 
     def _lora_config_kwargs(self) -> dict[str, Any]:
         return {"init_lora_weights": "pissa_niter_16"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from losia_cl.methods.base import TargetWeight
 from losia_cl.optim.targets import find_decoder_blocks, is_linear_like
 
 
@@ -37,16 +38,16 @@ def _effective_weight(module: nn.Module) -> Tensor | None:
     return None
 
 
-def block_linear_weights(model: nn.Module) -> dict[str, tuple[int, Tensor]]:
-    """``{"layers.<i>.<path in block>": (i, W)}`` for every linear layer in the decoder blocks.
+def block_linear_weights(model: nn.Module) -> list[TargetWeight]:
+    """A :class:`TargetWeight` ``("layers.<i>.<path in block>", i, W)`` for every linear layer in the decoder blocks.
 
     Names are the same for a plain, LoSiA-Pro-patched or peft-wrapped model, so methods can be
     compared matrix by matrix; ``i`` is the block's position in the decoder's ``ModuleList``.
     """
     found = find_decoder_blocks(model)
     if found is None:
-        return {}
-    out: dict[str, tuple[int, Tensor]] = {}
+        return []
+    out: list[TargetWeight] = []
     for index, block in enumerate(found[1]):
         skip: set[int] = set()
         for rel, module in block.named_modules():
@@ -56,5 +57,5 @@ def block_linear_weights(model: nn.Module) -> dict[str, tuple[int, Tensor]]:
             if weight is None:
                 continue
             skip.update(id(m) for m in module.modules())  # a peft layer's base_layer / lora_A / lora_B
-            out[f"layers.{index}.{rel}"] = (index, weight)
+            out.append(TargetWeight(f"layers.{index}.{rel}", index, weight))
     return out

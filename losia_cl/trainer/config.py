@@ -11,6 +11,10 @@ from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
 from losia_cl.streams.own_data import default_task_name, is_data_file_path
 from losia_cl.streams.types import Stream
+from losia_cl.trainer.plan import BatchPlan
+
+_PLAN_HELP = {f.name: f.metadata["help"] for f in fields(BatchPlan)}
+_PLAN_DEFAULT = {f.name: f.default for f in fields(BatchPlan)}
 
 
 def stream_label(stream: str | Stream) -> str:
@@ -34,21 +38,23 @@ class RunConfig:
     model: str = documented("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
     out: str | None = documented("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
     seed: int = documented("Seed of data order, initialisation and subnets.", 0)
-    shuffle: bool = documented("Shuffle each task's training examples every epoch (seeded); False: file order.", True)
-    epochs: int = documented("Epochs over each task's training examples.", 1)
-    max_steps: int | None = documented("Cap on optimizer steps per task (default: no cap).", None)
-    batch_size: int = documented("Training examples per micro-batch.", 8)
-    grad_accum: int = documented("Micro-batches per optimizer step.", 1)
+    shuffle: bool = documented(_PLAN_HELP["shuffle"], _PLAN_DEFAULT["shuffle"])
+    epochs: int = documented(_PLAN_HELP["epochs"], _PLAN_DEFAULT["epochs"])
+    max_steps: int | None = documented(_PLAN_HELP["max_steps"], _PLAN_DEFAULT["max_steps"])
+    batch_size: int = documented(_PLAN_HELP["batch_size"], _PLAN_DEFAULT["batch_size"])
+    grad_accum: int = documented(_PLAN_HELP["grad_accum"], _PLAN_DEFAULT["grad_accum"])
     max_grad_norm: float | None = documented("Gradient-norm clipping (None/0: off).", 1.0)
     max_length: int = documented("Token budget of prompt + answer (the prompt's start is cut first).", 256)
     max_train_examples: int | None = documented("Training examples per task (default: all).", None)
     max_test_examples: int | None = documented("Test examples per task (default: all).", None)
     eval_batch_size: int = documented("Prompts per generation batch.", 32)
     checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
-    lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None, )
+    lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None)
     lr_from: str | None = documented(
         "tune.json written by losia-cl tune: its chosen learning rates (--lr still wins per method).", None)
-    method_options: dict[str, dict[str, Any]] = documented("Extra options per method (see each method's class).", None)
+    method_options: dict[str, dict[str, Any]] = documented(
+        "Options per method, {method: {option: value}} (`losia-cl methods --options` lists them).", None
+    )
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
     retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
@@ -68,7 +74,7 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        from losia_cl.methods import METHODS
+        from losia_cl.methods import METHODS, create_method
 
         if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
             raise ConfigError(f"stream = {self.stream!r:.60} is invalid: give a stream name, a path or a Stream")
@@ -78,14 +84,19 @@ class RunConfig:
             METHODS.get(name)  # UnknownNameError lists the known methods
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods: {list(self.methods)} names a method twice")
-        for name in self.lr:
-            if name not in self.methods:
-                raise ConfigError(f"lr: {name!r} is not one of the methods run ({', '.join(self.methods)})")
-        for key in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+        for key, given in (("lr", self.lr), ("method_options", self.method_options)):
+            for name in given:
+                if name not in self.methods:
+                    raise ConfigError(f"{key}: {name!r} is not one of the methods run ({', '.join(self.methods)})")
+        for name, value in self.lr.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
+        self.batch_plan  # noqa: B018  (validates epochs, batch_size, grad_accum, max_steps, shuffle, seed)
+        for key in ("max_length", "eval_batch_size"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
-        for key in ("max_steps", "max_train_examples", "max_test_examples"):
+        for key in ("max_train_examples", "max_test_examples"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{key} = {value!r} is invalid: it must be an integer >= 1")
@@ -93,11 +104,6 @@ class RunConfig:
             raise ConfigError(f"checkpoint_every = {self.checkpoint_every!r} is invalid: it must be an integer >= 0")
         if self.max_grad_norm is not None and self.max_grad_norm < 0:
             raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be >= 0")
-        for name, value in self.lr.items():
-            if not value > 0:
-                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be > 0")
-        if not isinstance(self.shuffle, bool):
-            raise ConfigError(f"shuffle = {self.shuffle!r} is invalid: it must be true or false")
         if self.lr_from is not None:
             from losia_cl.tune.select import read_tune_file
             from losia_cl.tune.sources import check_tune_matches
@@ -106,6 +112,26 @@ class RunConfig:
             check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=stream, model=self.model)
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
+        for name in self.methods:
+            create_method(name, **self.options_for(name))  # unknown options and bad values, before any model loads
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``,
+        else from ``lr_from`` (see :meth:`learning_rates`)."""
+        options = dict(self.method_options.get(method, {}))
+        if method in self.lr:
+            options["lr"] = self.lr[method]
+        elif self.lr_from is not None and "lr" not in options:
+            rate = self.learning_rates()[method]
+            if rate.source != "default":
+                options["lr"] = rate.lr
+        return options
+
+    @property
+    def batch_plan(self) -> BatchPlan:
+        """The per-task training budget and data order of this run."""
+        return BatchPlan(epochs=self.epochs, batch_size=self.batch_size, grad_accum=self.grad_accum,
+                         max_steps=self.max_steps, shuffle=self.shuffle, seed=self.seed)
 
     @property
     def out_dir(self) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import RunInfo, read_results, read_run_info
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import RunConfig
@@ -23,7 +24,6 @@ from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "losia_cl.run/1"
 BASE_SCORES = "base_scores.json"
 
 
@@ -117,31 +117,22 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     rates = config.learning_rates()
-    run_info = {
-        "format": RUN_FORMAT,
-        "command": command or [],
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "stream": stream.name,
-        "tasks": stream.task_names,
-        "task_metrics": {t.name: t.metric for t in stream},
-        "model": config.model,
-        "methods": list(config.methods),
-        "learning_rates": {m: rate.to_dict() for m, rate in rates.items()},
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "finished_at": None,
-    }
+    run_info = RunInfo(
+        stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
+        seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
+        command=command or [], versions=_versions(), git_commit=_git_commit(),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        learning_rates={m: rate.to_dict() for m, rate in rates.items()},
+    )
     logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
     untuned = [m for m, r in rates.items() if r.source == "default"]
     if config.lr_from and untuned:
         logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     if config.resume and run_file.exists():
-        stored = json.loads(run_file.read_text())
-        _check_same_run(stored.get("config", {}), run_info["config"], run_file)
-        run_info["started_at"] = stored.get("started_at", run_info["started_at"])
-    atomic_write_json(run_file, run_info)
+        stored = read_run_info(run_file)
+        _check_same_run(stored.config or {}, run_info.config or {}, run_file)
+        run_info.started_at = stored.started_at or run_info.started_at
+    atomic_write_json(run_file, run_info.to_json())
 
     def loader():
         torch.manual_seed(config.seed)
@@ -153,11 +144,11 @@ def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOu
         done = out / name / "results.json"
         if config.resume and done.exists():
             logger.info("%s: already finished, kept", name)
-            results[name] = json.loads(done.read_text())
+            results[name] = read_results(done).to_json()
             continue
         results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
-    run_info["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(run_file, run_info)
+    run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(run_file, run_info.to_json())
     return RunOutcome(out, results)
 
 

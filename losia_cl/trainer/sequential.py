@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from losia_cl.methods import Method, TaskContext, create_method
+from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
 from losia_cl.progress import progress_bar
+from losia_cl.results import MethodResults
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
@@ -27,12 +28,10 @@ from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
 from losia_cl.trainer.files import atomic_write_json, atomic_write_text
 from losia_cl.trainer.loglik import answer_loglik
-from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+from losia_cl.trainer.step import train_step
 
 logger = logging.getLogger(__name__)
-
-RESULTS_FORMAT = "losia_cl.results/1"
 
 
 @dataclass
@@ -48,29 +47,13 @@ class Progress:
     trainable_parameters: int = 0
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
+    method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
     loglik_scores: list[list[float]] = field(default_factory=list)
     retention: list[dict[str, Any]] = field(default_factory=list)
 
 
-def method_options(config: RunConfig, name: str) -> dict[str, Any]:
-    options = dict(config.method_options.get(name, {}))
-    options["lr"] = config.learning_rates()[name].lr
-    return options
-
-
-def task_batches(num_examples: int, config: RunConfig, task_index: int) -> list[list[list[int]]]:
-    """Example indices of every micro-batch of every optimizer step of a task (deterministic in the seed).
-
-    With ``config.shuffle`` each epoch visits the examples in a seeded random order, else in file order.
-    The Avalanche front door (:mod:`losia_cl.avalanche`) feeds its data loader from this function too.
-    """
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + task_index)
-    micro: list[list[int]] = []
-    for _ in range(config.epochs):
-        order = torch.randperm(num_examples, generator=generator).tolist() if config.shuffle else list(range(num_examples))
-        micro.extend(order[i:i + config.batch_size] for i in range(0, num_examples, config.batch_size))
-    steps = [micro[i:i + config.grad_accum] for i in range(0, len(micro), config.grad_accum)]
-    return steps[: config.max_steps] if config.max_steps else steps
+def _weights(records: list[TargetWeight]) -> dict[str, torch.Tensor]:
+    return {r.name: r.weight for r in records}
 
 
 def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> None:
@@ -116,7 +99,7 @@ def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
 
 
 class SequentialTrainer:
-    """Runs one method through a stream, writing ``<out>/<method>/`` (see ``docs/results.md``)."""
+    """Runs one method through a stream, writing ``<out>/<method>/`` (see ``docs/results-format.md``)."""
 
     def __init__(
         self,
@@ -130,7 +113,7 @@ class SequentialTrainer:
         self.config = config
         self.stream = stream
         self.method_name = method_name
-        self.method: Method = create_method(method_name, **method_options(config, method_name))
+        self.method: Method = create_method(method_name, **config.options_for(method_name))
         self.load_model = load_model
         self.device = device
         self.base_scores = base_scores
@@ -173,9 +156,11 @@ class SequentialTrainer:
             progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
         if probe is not None and not progress.retention:
             progress.retention = [probe.measure(model).to_dict()]
-        base_weights = {name: w.detach().clone() for name, (_, w) in self.method.target_weights(model).items()}
+        records = self.method.target_weights(model)
+        base_weights = {r.name: r.weight.detach().clone() for r in records}
         stability = (
-            StabilityTracker.from_dict(progress.stability) if progress.stability else StabilityTracker(base=base_weights)
+            StabilityTracker.from_dict(progress.stability) if progress.stability
+            else StabilityTracker(base=base_weights, layers={r.name: r.layer for r in records})
         )
         overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
         pad = pad_token_id(tokenizer)
@@ -183,11 +168,11 @@ class SequentialTrainer:
         for index, task in enumerate(self.stream):
             if checkpoint is not None and index < checkpoint.task_index:
                 continue
-            batches = task_batches(len(task.train), config, index)
+            batches = config.batch_plan.steps(len(task.train), index)
             ctx = self._context(index, len(batches))
             model = self.method.prepare(model, ctx)
             optimizer, scheduler = self.method.build_optimizer(model, ctx)
-            layout = self.method.subnet_layout(optimizer)
+            layout = self.method.subnet_layout(optimizer) if isinstance(self.method, SubnetMethod) else {}
             overlap.start_task(task.name)
             start = 0
             if checkpoint is not None and index == checkpoint.task_index:
@@ -197,13 +182,14 @@ class SequentialTrainer:
                     scheduler.load_state_dict(checkpoint.scheduler)
                 set_rng_state(checkpoint.rng)
                 start, checkpoint = checkpoint.step, None
-            else:
+            elif layout:
                 self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer, initial=True))
             progress.trainable_parameters = self.method.trainable_parameters(model, optimizer)
             progress.steps[task.name] = len(batches)
             if start < len(batches):
                 self._train_task(index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap,
                                  layout, progress)
+            progress.method_record[task.name] = self.method.describe(optimizer)
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
             started = time.perf_counter()
@@ -212,8 +198,7 @@ class SequentialTrainer:
             if probe is not None:
                 progress.retention.append(probe.measure(model).to_dict())
             progress.eval_seconds += time.perf_counter() - started
-            weights = {name: w for name, (_, w) in self.method.target_weights(model).items()}
-            stability.measure(f"after {task.name}", weights, base=base_weights)
+            stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
@@ -247,20 +232,15 @@ class SequentialTrainer:
         started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
-                step_loss = 0.0
-                for micro in batches[step]:
-                    batch = collate_for_training([features[i] for i in micro], pad_token_id=pad)
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    loss = answer_loss(model, batch) / len(batches[step])
-                    loss.backward()
-                    step_loss += loss.item()
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
+                micro_batches = (
+                    {k: v.to(self.device) for k, v in collate_for_training([features[i] for i in micro],
+                                                                           pad_token_id=pad).items()}
+                    for micro in batches[step]
+                )
+                step_loss = train_step(model, optimizer, scheduler, micro_batches, loss_divisor=len(batches[step]),
+                                       max_grad_norm=config.max_grad_norm)
+                if layout:
+                    self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
@@ -293,28 +273,28 @@ class SequentialTrainer:
 
         tasks = self.stream.task_names
         progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
-        results = {
-            "format": RESULTS_FORMAT,
-            "method": self.method_name,
-            "method_options": self.method.options(),
-            "tasks": tasks,
-            "task_metrics": {t.name: t.metric for t in self.stream},
-            "scores": progress.scores,
-            "metrics": cl_metrics(progress.scores).to_dict(),
-            "loglik_scores": progress.loglik_scores,
-            "loglik_metrics": cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
-            "retention": self._retention_summary(progress.retention),
-            "subnet_overlap": overlap.summary() if overlap is not None else None,
-            "stability": stability.summary(),
-            "trainable_parameters": progress.trainable_parameters,
-            "total_parameters": total_parameters,
-            "train_seconds": progress.train_seconds,
-            "eval_seconds": progress.eval_seconds,
-            "peak_memory_bytes": progress.peak_memory_bytes,
-            "seed": self.config.seed,
-            "steps": progress.steps,
-            "losses": progress.losses,
-        }
+        results = MethodResults(
+            method=self.method_name,
+            method_options=self.method.options(),
+            tasks=tasks,
+            task_metrics={t.name: t.metric for t in self.stream},
+            scores=progress.scores,
+            metrics=cl_metrics(progress.scores).to_dict(),
+            subnet_overlap=overlap.summary() if overlap is not None else None,
+            stability=stability.summary(),
+            trainable_parameters=progress.trainable_parameters,
+            total_parameters=total_parameters,
+            train_seconds=progress.train_seconds,
+            eval_seconds=progress.eval_seconds,
+            peak_memory_bytes=progress.peak_memory_bytes,
+            seed=self.config.seed,
+            steps=progress.steps,
+            losses=progress.losses,
+            method_record=progress.method_record,
+            loglik_scores=progress.loglik_scores,
+            loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
+            retention=self._retention_summary(progress.retention),
+        ).to_json()
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
         atomic_write_json(self.folder / "results.json", results)
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)
