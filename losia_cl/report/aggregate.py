@@ -17,7 +17,12 @@ from .stats import Stat, summarize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested"]
+__all__ = ["MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested", "task_curves"]
+
+
+def task_curves(cells: list[list[Stat]]) -> list[list[tuple[float | None, float | None]]]:
+    """Per task ``j``, its ``(mean, half width)`` at every stage ``0..T`` of a ``(T+1) × T`` matrix of stats."""
+    return [[(row[j].mean, row[j].half_width) for row in cells] for j in range(len(cells[0]))]
 
 
 @dataclass(frozen=True)

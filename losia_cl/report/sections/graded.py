@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import MethodRuns, ReportRuns
+from ..aggregate import MethodRuns, ReportRuns, task_curves
 from ..document import Explanation, Paragraph, Section, TableBlock
 from ..formatting import fmt_stat
 from ..tables import Cell, Table
@@ -39,11 +39,7 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
     if not groups:
         return None
     tasks = next(iter(groups.values())).tasks
-    curves = {}
-    for method, g in groups.items():
-        cells = g.loglik_stats()
-        curves[method] = [[(cells[i][j].mean, cells[i][j].half_width) for i in range(len(tasks) + 1)]
-                          for j in range(len(tasks))]
+    curves = {method: task_curves(g.loglik_stats()) for method, g in groups.items()}
     caption = ("Each panel follows one task's mean answer log-likelihood (nats per token, higher = the reference "
                "answers are more likely) across the stages, one line per method; the dotted line marks the stage "
                "where the task was trained, so a falling line to its right is graded forgetting.")
