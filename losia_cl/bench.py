@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")
     parser.add_argument("--threads", type=int, default=None,
                         help="Torch intra-op threads (default: torch's own choice).")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="Measure data-parallel steps in this many processes instead: bytes all-reduced per "
+                             "step and step time of full, lora, losia, losia-pro (docs/distributed.md).")
+    parser.add_argument("--json", action="store_true", help="With --nproc: also print the summary as one JSON line.")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     return parser
@@ -220,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in fields(BenchConfig)})
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else method_names()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.nproc > 1:
+        from losia_cl.distributed import bench as parallel_bench
+
+        summary, report = parallel_bench.run(cfg, args.nproc, methods if args.methods else parallel_bench.METHODS,
+                                             threads=args.threads)
+        sys.stdout.write(report + "\n" + (json.dumps(summary) + "\n" if args.json else ""))
+        return 0
     times = time_methods(cfg, methods)
     memory = None if args.no_memory else measure_memory_in_subprocesses(cfg, methods)
     sys.stdout.write(f"{cfg}\ntorch {torch.__version__}, {torch.get_num_threads()} threads\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from dataclasses import fields
@@ -134,6 +135,11 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
     option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])
     option("dtype")
     option("device")
+    if run_only:
+        p.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="Train data-parallel in N processes of this machine: starts torchrun "
+                            "(docs/distributed.md).")
+    option("dist_backend")
     option("resume", "--resume", action="store_true", help=helps["resume"])
     option("progress", "--no-progress", action="store_false",
            help="Hide progress bars (they show only on a terminal anyway; so does TQDM_DISABLE=1).")
@@ -224,6 +230,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from losia_cl.trainer.summary import comparison_table
 
     config = RunConfig(**_run_options(args))
+    if args.nproc != 1:
+        return _launch(config, args)
     command = ["losia-cl", *sys.argv[1:]]
     seeds = None if "seed" in vars(args) and "seeds" not in vars(args) else _preset_value(args, "run", "seeds", None)
     if seeds and len(seeds) > 1:
@@ -237,6 +245,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if seeds:
         config = RunConfig(**{**_run_options(args), "seed": seeds[0]})
     outcome = run_experiment(config, command=command)
+    if outcome.rank != 0:  # under torchrun rank 0 prints for every rank
+        return 0
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
     _write_report(outcome.out_dir, config.report)
@@ -267,6 +277,21 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     sys.stdout.write("\n" + describe(outcome) + "\n")
     sys.stdout.write(f"\ntune:    {outcome.path}\nnext:    losia-cl run --lr-from {outcome.path} ...\n")
     return 0
+
+
+def _launch(config: Any, args: argparse.Namespace) -> int:
+    """``--nproc N``: check what can be checked here (one-line errors), then start torchrun."""
+    from losia_cl.distributed.context import env_world_size
+    from losia_cl.distributed.launch import launch
+    from losia_cl.trainer.experiment import check_run_folder, load_run_stream
+
+    if args.nproc < 1:
+        raise ConfigError(f"nproc = {args.nproc} is invalid: it must be an integer >= 1")
+    if env_world_size() > 1:
+        raise ConfigError("--nproc starts torchrun itself: leave it out when running under torchrun")
+    load_run_stream(config)
+    check_run_folder(config, args.nproc)
+    return launch(args.nproc, args.argv)
 
 
 def _cmd_streams(args: argparse.Namespace) -> int:
@@ -346,6 +371,8 @@ def _verbosity(args: argparse.Namespace) -> int:
 
 def _configure_logging(verbosity: int) -> None:
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(max(verbosity, -2), logging.DEBUG)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports for all: the others only fail loudly
+        level = max(level, logging.ERROR)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
@@ -357,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if getattr(args, "func", None) is _cmd_bench:
         args.bench_args = extra
     elif extra:

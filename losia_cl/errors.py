@@ -9,7 +9,22 @@ Python user would expect (``ValueError``, ``KeyError``-free on purpose: a
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
+from typing import Any
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlong = 24
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+_repr.maxlevel = 3
+
+
+def brief(value: Any) -> str:
+    """A short ``repr`` of a value read from a file, for one-line error messages (long values cut with ``...``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**24:
+        return f"{'-' if value < 0 else ''}an integer of {len(str(abs(value)))} digits"
+    return _repr.repr(value)
 
 
 class LosiaError(Exception):
@@ -28,6 +43,13 @@ class DataError(LosiaError, ValueError):
 
     The message always names the file and the place in it (line/column or
     record index) and the field at fault.
+    """
+
+
+class WriteError(LosiaError, OSError):
+    """An output file could not be written (a full disk, a missing permission).
+
+    The message names the file, the reason and, when known, the free space.
     """
 
 

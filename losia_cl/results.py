@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 from losia_cl.fields import documented
 
 __all__ = ["RESULTS_FORMAT", "RUN_FORMAT", "METRIC_KEYS", "MethodResults", "RunInfo", "read_json", "read_results",
@@ -36,6 +36,10 @@ METRIC_KEYS = ("average_performance", "bwt", "fwt", "forgetting", "learning_accu
 _CURVE_KEYS = ("average_performance_curve", "bwt_curve", "forgetting_curve")
 #: Tolerance when checking the stored metrics against the ones recomputed from the scores.
 _METRIC_TOLERANCE = 1e-6
+#: Largest magnitude of an integer field (counts and sizes are int64).
+MAX_INT = 2**63 - 1
+#: Deepest nesting of the free-form ``method_options`` (the report prints them).
+_MAX_DEPTH = 64
 
 
 # ---------------------------------------------------------------- small typed readers (name the file and the key)
@@ -43,18 +47,44 @@ def _where(path: Path, key: str) -> str:
     return f"{path}: key {key!r}"
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a missing, unreadable or malformed file raises :class:`DataError` naming it."""
+def _is_number(value: Any) -> bool:
+    """A JSON number that is a finite float (integers too large for a float are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
     try:
-        text = path.read_text(encoding="utf-8")
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a missing, unreadable or malformed file raises :class:`DataError` naming it.
+
+    Damaged files (not UTF-8, empty, truncated, nested deeper than the JSON reader goes, integer literals
+    longer than Python converts) are malformed too.
+    """
+    try:
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); "
+                        "the file is damaged or not a results file") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (was writing it interrupted?)")
+    try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not readable JSON: arrays or objects are nested too deeply") from None
+    except ValueError as exc:  # an integer literal longer than Python converts
+        reason = str(exc).splitlines()[0].split("; use sys.")[0]
+        raise DataError(f"{path}: not readable JSON: {reason}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     return data
@@ -70,35 +100,79 @@ def _get(data: Mapping[str, Any], key: str, path: Path, *, required: bool = True
 
 def _as_str(value: Any, path: Path, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise DataError(f"{_where(path, key)} must be a non-empty string, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be a non-empty string, got {brief(value)}")
     return value
 
 
 def _as_int(value: Any, path: Path, key: str, *, minimum: int | None = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise DataError(f"{_where(path, key)} must be an integer, got {value!r}")
+    if isinstance(value, float) and _is_number(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DataError(f"{_where(path, key)} must be an integer, got {brief(value)}")
+    if abs(value) > MAX_INT:
+        raise DataError(f"{_where(path, key)} = {brief(value)} is out of range (at most 2**63 - 1 in magnitude)")
     if minimum is not None and value < minimum:
         raise DataError(f"{_where(path, key)} must be >= {minimum}, got {value!r}")
-    return int(value)
+    return value
 
 
 def _as_float(value: Any, path: Path, key: str, *, minimum: float | None = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DataError(f"{_where(path, key)} must be a finite number, got {value!r}")
+    if not _is_number(value):
+        raise DataError(f"{_where(path, key)} must be a finite number, got {brief(value)}")
     if minimum is not None and value < minimum:
-        raise DataError(f"{_where(path, key)} must be >= {minimum}, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be >= {minimum}, got {brief(value)}")
     return float(value)
 
 
 def _as_str_list(value: Any, path: Path, key: str, *, nonempty: bool = True) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise DataError(f"{_where(path, key)} must be a list of non-empty strings, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be a list of non-empty strings, got {brief(value)}")
     if nonempty and not value:
         raise DataError(f"{_where(path, key)} must not be empty")
     if len(set(value)) != len(value):
         dup = sorted({v for v in value if value.count(v) > 1})
-        raise DataError(f"{_where(path, key)} repeats {dup}")
+        raise DataError(f"{_where(path, key)} repeats {brief(dup)}")
     return list(value)
+
+
+def _as_folder_names(value: Any, path: Path, key: str) -> list[str]:
+    """Method names: each is the name of a folder in the run directory (one path component)."""
+    names = _as_str_list(value, path, key, nonempty=False)
+    for i, name in enumerate(names):
+        if "/" in name or "\\" in name or "\0" in name or name in (".", ".."):
+            raise DataError(f"{_where(path, f'{key}[{i}]')} = {brief(name)} is not a folder name "
+                            "(a method's results lie in RUN_DIR/<method>/; no '/', '\\', '.' or '..')")
+    return names
+
+
+def _check_depth(value: Any, path: Path, key: str) -> None:
+    """Free-form objects that are printed may nest at most :data:`_MAX_DEPTH` levels."""
+    level = [value]
+    for _ in range(_MAX_DEPTH):
+        level = [v for item in level if isinstance(item, (dict, list))
+                 for v in (item.values() if isinstance(item, dict) else item)]
+        if not level:
+            return
+    raise DataError(f"{_where(path, key)} is nested more than {_MAX_DEPTH} levels deep")
+
+
+def _as_optional_numbers(row: Mapping[str, Any], path: Path, key: str, keys: Sequence[str]) -> None:
+    """``row[k]`` is a finite number or null (or absent) for each of ``keys``."""
+    for k in keys:
+        value = row.get(k)
+        if value is not None and not _is_number(value):
+            raise DataError(f"{_where(path, f'{key}.{k}')} must be a finite number or null, got {brief(value)}")
+
+
+def _layer_key(layer: str, path: Path, key: str) -> int:
+    """A layer index written as a JSON object key (``"0"``, ``"11"``)."""
+    try:
+        index = int(layer)
+    except ValueError:
+        index = None
+    if index is None or abs(index) > MAX_INT:
+        raise DataError(f"{_where(path, key)} has a layer {brief(layer)} that is not an integer")
+    return index
 
 
 def _as_dict(value: Any, path: Path, key: str, *, nullable: bool = False) -> dict[str, Any] | None:
@@ -112,7 +186,7 @@ def _as_dict(value: Any, path: Path, key: str, *, nullable: bool = False) -> dic
 
 def _optional_str(value: Any, path: Path, key: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise DataError(f"{_where(path, key)} must be a string or null, got {value!r}")
+        raise DataError(f"{_where(path, key)} must be a string or null, got {brief(value)}")
     return value
 
 
@@ -139,6 +213,8 @@ class RunInfo:
     git_commit: str | None = documented("Commit of the losia-cl checkout, when run from one.", None)
     started_at: str | None = documented("UTC start time (ISO 8601).", None)
     finished_at: str | None = documented("UTC end time (ISO 8601); null while the run is unfinished.", None)
+    world_size: int = documented("Processes the run trained in (data-parallel under torchrun, "
+                                 "docs/distributed.md); `--resume` needs as many.", 1)
     learning_rates: dict[str, dict[str, Any]] = documented(
         "{method: {lr, source, file}}: each method's learning rate and where it came from: `default`, `--lr` or "
         "`tune.json` (then `file` names it).", default_factory=dict,
@@ -154,27 +230,31 @@ class RunInfo:
         """Validate ``data`` read from ``path``; :class:`DataError` names the file and the key."""
         fmt = _get(data, "format", path)
         if fmt != RUN_FORMAT:
-            raise DataError(f"{_where(path, 'format')} is {fmt!r}, expected {RUN_FORMAT!r}")
+            raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RUN_FORMAT!r}")
         stream = _as_str(_get(data, "stream", path), path, "stream")
         model = _as_str(_get(data, "model", path), path, "model")
         tasks = _as_str_list(_get(data, "tasks", path), path, "tasks")
-        methods = _as_str_list(_get(data, "methods", path), path, "methods", nonempty=False)
+        methods = _as_folder_names(_get(data, "methods", path), path, "methods")
         seed = _as_int(_get(data, "seed", path), path, "seed", minimum=None)
         task_metrics = _as_dict(_get(data, "task_metrics", path, required=False) or {}, path, "task_metrics")
         unknown = sorted(set(task_metrics) - set(tasks))
         if unknown:
-            raise DataError(f"{_where(path, 'task_metrics')} names tasks not in 'tasks': {unknown}")
+            raise DataError(f"{_where(path, 'task_metrics')} names tasks not in 'tasks': {brief(unknown)}")
         config = _as_dict(data.get("config"), path, "config", nullable=True)
         versions = _as_dict(data.get("versions"), path, "versions", nullable=True)
+        for name, version in (versions or {}).items():
+            if isinstance(version, (dict, list)):
+                raise DataError(f"{_where(path, f'versions.{name}')} must be a version string, got {brief(version)}")
         command = data.get("command")
         if command is not None and not (isinstance(command, list) and all(isinstance(c, str) for c in command)):
-            raise DataError(f"{_where(path, 'command')} must be a list of strings, got {command!r}")
+            raise DataError(f"{_where(path, 'command')} must be a list of strings, got {brief(command)}")
         return cls(
             stream=stream, tasks=tasks, model=model, methods=methods, seed=seed,
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, config=config, command=command or [],
             versions=versions, git_commit=_optional_str(data.get("git_commit"), path, "git_commit"),
             started_at=_optional_str(data.get("started_at"), path, "started_at"),
             finished_at=_optional_str(data.get("finished_at"), path, "finished_at"),
+            world_size=_as_int(data.get("world_size", 1), path, "world_size", minimum=1),
             learning_rates=_validate_learning_rates(data.get("learning_rates"), path),
         )
 
@@ -258,7 +338,7 @@ class MethodResults:
         """Validate ``data`` read from ``path``; :class:`DataError` names the file and the key."""
         fmt = _get(data, "format", path)
         if fmt != RESULTS_FORMAT:
-            raise DataError(f"{_where(path, 'format')} is {fmt!r}, expected {RESULTS_FORMAT!r}")
+            raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RESULTS_FORMAT!r}")
         method = _as_str(_get(data, "method", path), path, "method")
         tasks = _as_str_list(_get(data, "tasks", path), path, "tasks")
         task_metrics = _as_dict(_get(data, "task_metrics", path, required=False) or {}, path, "task_metrics")
@@ -286,6 +366,7 @@ class MethodResults:
             losses[str(k)] = [None if v is None else _as_float(v, path, f"losses.{k}[{i}]", minimum=None)
                               for i, v in enumerate(values)]
         options = _as_dict(_get(data, "method_options", path, required=False) or {}, path, "method_options")
+        _check_depth(options, path, "method_options")
         record = _as_dict(_get(data, "method_record", path, required=False) or {}, path, "method_record")
         for task, entry in record.items():
             _as_dict(entry, path, f"method_record.{task}")
@@ -352,8 +433,8 @@ def _validate_scores(value: Any, path: Path, tasks: Sequence[str]) -> list[list[
         if len(row) != t:
             raise DataError(f"{_where(path, f'scores[{i}]')} has {len(row)} values, expected {t} (one per task)")
         for j, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {v!r}")
+            if not _is_number(v):
+                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}")
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"{_where(path, f'scores[{i}][{j}]')} = {v!r} is outside [0, 1]")
     return [[float(v) for v in row] for row in value]
@@ -372,7 +453,7 @@ def _validate_metrics(value: Any, path: Path, scores: list[list[float]]) -> dict
         got, want = metrics[key], expected[key]
         if want is None:
             if got is not None:
-                raise DataError(f"{_where(path, f'metrics.{key}')} must be null with {t} task(s), got {got!r}")
+                raise DataError(f"{_where(path, f'metrics.{key}')} must be null with {t} task(s), got {brief(got)}")
             continue
         got_f = _as_float(got, path, f"metrics.{key}", minimum=None)
         if abs(got_f - want) > _METRIC_TOLERANCE:
@@ -404,36 +485,60 @@ def _validate_overlap(value: Any, path: Path, tasks: Sequence[str]) -> dict[str,
             raise DataError(f"{path}: required key 'subnet_overlap.{key}' is missing")
         if m is None:
             continue
-        if not isinstance(m, list) or len(m) != n or not all(isinstance(r, list) and len(r) == n for r in m):
-            raise DataError(f"{_where(path, f'subnet_overlap.{key}')} must be a {n} x {n} list of lists")
-        for a, row in enumerate(m):
-            for b, v in enumerate(row):
-                if v is not None:
-                    _as_float(v, path, f"subnet_overlap.{key}[{a}][{b}]", minimum=None)
+        _task_matrix(m, path, f"subnet_overlap.{key}", n)
     for key in ("task_coverage", "cumulative_coverage", "cumulative_coverage_entries"):
         c = summary.get(key)
-        if c is None:
-            continue
-        if not isinstance(c, list) or len(c) != n:
-            raise DataError(f"{_where(path, f'subnet_overlap.{key}')} must be a list of {n} values (one per task)")
-        for i, v in enumerate(c):
-            if v is not None:
-                _as_float(v, path, f"subnet_overlap.{key}[{i}]")
+        if c is not None:
+            _task_list(c, path, f"subnet_overlap.{key}", n)
     per_layer = summary.get("per_layer")
     if per_layer is not None:
         _as_dict(per_layer, path, "subnet_overlap.per_layer")
         for layer, entry in per_layer.items():
-            try:
-                int(layer)
-            except ValueError:
-                raise DataError(
-                    f"{_where(path, 'subnet_overlap.per_layer')}: layer key {layer!r} is not an integer"
-                ) from None
+            _layer_key(layer, path, "subnet_overlap.per_layer")
             _as_dict(entry, path, f"subnet_overlap.per_layer.{layer}")
+            _as_optional_numbers(entry, path, f"subnet_overlap.per_layer.{layer}", ("mean_jaccard", "mean_ratio"))
+    per_matrix = summary.get("per_matrix")
+    if per_matrix is not None:
+        _as_dict(per_matrix, path, "subnet_overlap.per_matrix")
+        for name, stats in per_matrix.items():
+            _validate_matrix_stats(stats, path, f"subnet_overlap.per_matrix.{name}", n)
     extra = [t for t in summary["tasks"] if t not in tasks]
     if extra:
-        raise DataError(f"{_where(path, 'subnet_overlap.tasks')} names tasks not in 'tasks': {extra}")
+        raise DataError(f"{_where(path, 'subnet_overlap.tasks')} names tasks not in 'tasks': {brief(extra)}")
     return summary
+
+
+def _validate_matrix_stats(stats: Any, path: Path, where: str, n: int) -> None:
+    """The parts of one matrix's overlap statistics the report reads: layer, coverage, chance Jaccard."""
+    _as_dict(stats, path, where)
+    layer = stats.get("layer")
+    if layer is not None:
+        _as_int(layer, path, f"{where}.layer", minimum=None)
+    coverage = stats.get("coverage")
+    if coverage is not None:
+        _task_list(coverage, path, f"{where}.coverage", n)
+    chance = stats.get("coverage_jaccard_chance")
+    if chance is not None:
+        _task_matrix(chance, path, f"{where}.coverage_jaccard_chance", n)
+
+
+def _task_list(value: Any, path: Path, key: str, n: int) -> None:
+    """One value per task: ``n`` numbers >= 0 or nulls."""
+    if not isinstance(value, list) or len(value) != n:
+        raise DataError(f"{_where(path, key)} must be a list of {n} values (one per task)")
+    for i, v in enumerate(value):
+        if v is not None:
+            _as_float(v, path, f"{key}[{i}]")
+
+
+def _task_matrix(value: Any, path: Path, key: str, n: int) -> None:
+    """A task × task matrix: ``n`` lists of ``n`` numbers or nulls."""
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(r, list) and len(r) == n for r in value):
+        raise DataError(f"{_where(path, key)} must be a {n} x {n} list of lists")
+    for a, row in enumerate(value):
+        for b, v in enumerate(row):
+            if v is not None:
+                _as_float(v, path, f"{key}[{a}][{b}]", minimum=None)
 
 
 def _validate_stability(summary: Any, path: Path) -> dict[str, Any] | None:
@@ -442,6 +547,9 @@ def _validate_stability(summary: Any, path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict):
         raise DataError(f"{path}: key 'stability' must be an object or null, got {type(summary).__name__}")
+    config = summary.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise DataError(f"{path}: key 'stability.config' must be an object, got {type(config).__name__}")
     stages = summary.get("stages")
     if not isinstance(stages, list):
         raise DataError(f"{path}: key 'stability.stages' must be a list (one entry per measured stage)")
@@ -456,19 +564,13 @@ def _validate_stability(summary: Any, path: Path) -> dict[str, Any] | None:
             if not isinstance(value, dict):
                 raise DataError(f"{path}: key '{where}.{key}' must be an object")
         for layer, row in stage.get("per_layer", {}).items():
-            try:
-                int(layer)
-            except ValueError:
-                raise DataError(f"{path}: key '{where}.per_layer' has a non-integer layer {layer!r}") from None
+            _layer_key(layer, path, f"{where}.per_layer")
             if not isinstance(row, dict):
                 raise DataError(f"{path}: key '{where}.per_layer.{layer}' must be an object")
         for row_where, row in [(f"{where}.mean", stage["mean"])] + [
             (f"{where}.per_layer.{k}", r) for k, r in stage.get("per_layer", {}).items()
         ]:
-            for key, value in row.items():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not math.isfinite(value)):
-                    raise DataError(f"{path}: key '{row_where}.{key}' must be a finite number or null, got {value!r}")
+            _as_optional_numbers(row, path, row_where, list(row))
     return summary
 
 

@@ -144,10 +144,20 @@ def _bwt(s: np.ndarray, i: int) -> float | None:
     return _mean([s[i, j - 1] - s[j, j - 1] for j in range(1, i)])
 
 
-def _forgetting(s: np.ndarray, i: int) -> float | None:
-    if i < 2:
-        return None
-    return _mean([max(s[l, j - 1] - s[i, j - 1] for l in range(j, i)) for j in range(1, i)])
+def _forgetting_curve(s: np.ndarray, t: int) -> list[float | None]:
+    """Forgetting after each stage ``i = 1..t``, in ``O(t²)``.
+
+    ``F_i = mean_{j<i} max_{j≤l<i} (S[l, j] − S[i, j])``; ``best[j]`` carries the
+    running maximum of task ``j``'s earlier scores from stage to stage (the same
+    floating-point values as the definition: max and one subtraction per term).
+    """
+    curve: list[float | None] = [None]
+    best = np.full(t, -np.inf)
+    for i in range(2, t + 1):
+        row = i - 1  # scores after stage i − 1 join the maxima of tasks 1..i−1
+        best[:row] = np.maximum(best[:row], s[row, :row])
+        curve.append(_mean((best[:row] - s[i, :row]).tolist()))
+    return curve[:t]
 
 
 def cl_metrics(scores: Any, *, bounded: bool = True) -> CLMetrics:
@@ -167,17 +177,18 @@ def cl_metrics(scores: Any, *, bounded: bool = True) -> CLMetrics:
     t = s.shape[1]
     ap_curve = [_mean([s[i, j - 1] for j in range(1, i + 1)]) for i in range(1, t + 1)]
     fwt = None if t < 2 else _mean([s[j - 1, j - 1] - s[0, j - 1] for j in range(2, t + 1)])
+    forgetting_curve = _forgetting_curve(s, t)
     result = CLMetrics(
         num_tasks=t,
         score_matrix=s.tolist(),
         average_performance=ap_curve[-1],
         bwt=_bwt(s, t),
         fwt=fwt,
-        forgetting=_forgetting(s, t),
+        forgetting=forgetting_curve[-1],
         learning_accuracy=_mean([s[j, j - 1] for j in range(1, t + 1)]),
         average_performance_curve=ap_curve,
         bwt_curve=[_bwt(s, i) for i in range(1, t + 1)],
-        forgetting_curve=[_forgetting(s, i) for i in range(1, t + 1)],
+        forgetting_curve=forgetting_curve,
     )
     logger.debug("cl_metrics over %d task(s): %s", t, result)
     return result

@@ -84,3 +84,18 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ok\n"  # library code prints nothing
+
+
+def test_help_texts_print_percent_signs_once(capsys) -> None:
+    from losia_cl.cli import main
+    from losia_cl.report.aggregate import DETAIL_TASK_LIMIT
+
+    for command in ("report", "compare"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "%%" not in text and "%(" not in text
+        if command == "report":
+            assert "mean ± 95% CI" in text and f"more than {DETAIL_TASK_LIMIT} tasks get summary views" in text
+        assert "exit code 2" in text

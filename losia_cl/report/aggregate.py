@@ -10,14 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 
 from .loading import MethodResult, RunData
 from .stats import Stat, summarize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested", "task_curves"]
+__all__ = ["DETAIL_TASK_LIMIT", "MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested",
+           "summary_view", "task_curves"]
+
+#: streams with more tasks than this get summary views: heatmaps without numbers in the cells, per-task and
+#: per-stage tables instead of full (T+1) × T matrices, one panel per quantity instead of one per task.
+DETAIL_TASK_LIMIT = 50
+
+
+def summary_view(num_tasks: int) -> bool:
+    """Whether a stream of ``num_tasks`` tasks is reported with summary views (more than :data:`DETAIL_TASK_LIMIT`)."""
+    return num_tasks > DETAIL_TASK_LIMIT
 
 
 def task_curves(cells: list[list[Stat]]) -> list[list[tuple[float | None, float | None]]]:
@@ -48,7 +58,11 @@ class MethodRuns:
     def score_stats(self) -> list[list[Stat]]:
         """``(T+1) × T`` cells of the score matrix over seeds."""
         rows, cols = self.results[0].scores.shape
-        return [[summarize([float(r.scores[i, j]) for r in self.results]) for j in range(cols)] for i in range(rows)]
+        return [[self.cell_stat(i, j) for j in range(cols)] for i in range(rows)]
+
+    def cell_stat(self, row: int, col: int) -> Stat:
+        """One cell ``S[row, col]`` of the score matrix over seeds."""
+        return summarize([float(r.scores[row, col]) for r in self.results])
 
     def mean_scores(self) -> np.ndarray:
         return np.mean(np.stack([r.scores for r in self.results]), axis=0)
@@ -105,6 +119,11 @@ class ReportRuns:
     def tasks(self) -> tuple[str, ...]:
         return self.first.tasks
 
+    @property
+    def summary_view(self) -> bool:
+        """More tasks than :data:`DETAIL_TASK_LIMIT`: sections show summaries instead of per-cell detail."""
+        return summary_view(len(self.tasks))
+
 
 def check_same_setup(runs: Sequence[RunData]) -> None:
     """Seeds of one report must share stream, tasks and model; raises DataError naming the difference."""
@@ -117,7 +136,7 @@ def check_same_setup(runs: Sequence[RunData]) -> None:
         ):
             if a != b:
                 raise DataError(
-                    f"{run.path / 'run.json'}: {what} {b!r} differs from {a!r} in {first.path / 'run.json'}; "
+                    f"{run.path / 'run.json'}: {what} {brief(b)} differs from {brief(a)} in {first.path / 'run.json'}; "
                     "a report aggregates seeds of one setup — use `losia-cl compare` for different runs"
                 )
     seeds = [r.seed for r in runs]

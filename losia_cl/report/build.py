@@ -14,7 +14,7 @@ from .document import Document
 from .explain import how_to_read_section
 from .loading import load_runs
 from .sections import report_sections
-from .writer import FigureWriter, ReportFiles, resolve_out, write_report
+from .writer import FigureWriter, ReportFiles, check_file_stems, resolve_out, write_report
 
 __all__ = ["ReportFiles", "build_report", "version"]
 
@@ -48,7 +48,7 @@ def build_report(run_dirs: Sequence[str | Path] | str | Path, out: str | Path | 
     root = Path(dirs[0]) if len(dirs) == 1 and not (Path(dirs[0]) / "run.json").is_file() else loaded[0].path
     out = resolve_out(out, root / "report" / "report.html")
     runs = ReportRuns.of(loaded)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_file_stems({m: str(g.results[0].path.parent) for m, g in runs.groups.items()})
     writer = FigureWriter(out.parent)
     sections = [s for s in (spec.build(runs, writer) for spec in report_sections()) if s is not None]
     sections.append(how_to_read_section(sections))

@@ -43,7 +43,9 @@ def add_cli(subparsers: Any) -> None:
         help="write the forgetting-analysis report (HTML + Markdown + PNG/SVG figures) of a finished run",
         description="Write a self-contained HTML report of a finished run directory (several directories: seeds "
         "of the same setup, aggregated as mean ± 95% CI), a Markdown summary beside it and every figure "
-        "as PNG and SVG in the same folder.",
+        "as PNG and SVG in the same folder. Streams of more than 50 tasks get summary views. The files are "
+        "written atomically; a damaged run folder or a full disk ends with exit code 2, one line naming the "
+        "file, and nothing written.",
     )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output folder(s) of `losia-cl run`")
     report.add_argument("--out", type=Path, default=None, metavar="FILE.html",
@@ -54,7 +56,9 @@ def add_cli(subparsers: Any) -> None:
     compare = subparsers.add_parser(
         "compare",
         help="put several runs side by side in one HTML report",
-        description="Compare finished runs side by side: one column group per run.",
+        description="Compare finished runs side by side: one column group per run in the tables, one bar or "
+        "panel per run in the figures. Written like `losia-cl report` (atomically; exit code 2 and one line "
+        "on a damaged run folder).",
     )
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more output folders of `losia-cl run`")
     compare.add_argument("--out", type=Path, default=None, metavar="FILE.html",

@@ -8,12 +8,12 @@ from typing import Any
 
 from losia_cl.errors import DataError
 
-from .aggregate import group_seeds
+from .aggregate import group_seeds, summary_view
 from .build import version
 from .document import Bullets, Document, KeyValues, Notice, Section, TableBlock
 from .explain import how_to_read_section
 from .loading import RunData, load_runs
-from .tables import CL_COLUMNS, COST_COLUMNS, comparison_table, score_table
+from .tables import CL_COLUMNS, COST_COLUMNS, comparison_table, score_table, task_table
 from .writer import FigureWriter, ReportFiles, resolve_out, slug, write_report
 
 __all__ = ["compare_runs"]
@@ -41,7 +41,6 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     out = resolve_out(out, runs[0].path / "report" / "compare.html")
     labels = _run_labels(runs)
     per_run = [(label, group_seeds([run])) for label, run in zip(labels, runs)]
-    out.parent.mkdir(parents=True, exist_ok=True)
     writer = FigureWriter(out.parent)
 
     overview = KeyValues([(label, f"{run.path} — stream {run.stream}, model {run.model}, {len(run.tasks)} tasks, "
@@ -72,7 +71,10 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
     sections = [Section("Runs compared", "runs", blocks)]
     for label, (run, (_, groups)) in zip(labels, zip(runs, per_run)):
         sblocks: list[Any] = [Bullets([f"tasks: {', '.join(run.tasks)}", f"methods: {', '.join(groups)}"])]
-        sblocks.extend(TableBlock(score_table(g)) for g in groups.values())
+        if summary_view(len(run.tasks)):
+            sblocks.append(TableBlock(task_table(groups)))
+        else:
+            sblocks.extend(TableBlock(score_table(g)) for g in groups.values())
         sections.append(Section(f"Score matrices: {label}", f"run-{slug(label)}", sblocks))
     sections.append(how_to_read_section([]))
     doc = Document(

@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib's object-oriented API.
 
 Every function builds a fresh :class:`matplotlib.figure.Figure` (no pyplot, no
-global figure state) and returns it; :func:`save_figure` writes it as PNG and
+global figure state) and returns it; :func:`render_figure` renders it as PNG and
 SVG.  matplotlib is imported inside the functions, so importing this module is
 cheap.  Style settings are applied with ``matplotlib.rc_context`` for the
 duration of one figure only.
@@ -27,11 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DPI",
+    "MAX_TICKS",
     "RenderedFigure",
-    "save_figure",
+    "render_figure",
     "method_colors",
     "score_matrix_figure",
     "forgetting_curves_figure",
+    "stage_curves_figure",
     "overlap_jaccard_figure",
     "overlap_layers_figure",
     "overlap_coverage_figure",
@@ -43,6 +45,10 @@ __all__ = [
 
 #: resolution of the PNG files (and of the images embedded in the HTML).
 DPI = 100
+#: most tick labels on an axis of tasks or stages (beyond it every k-th one is labelled).
+MAX_TICKS = 40
+#: largest width and height, in inches, of a heatmap without numbers in its cells.
+_SUMMARY_SIZE = (10.0, 8.0)
 
 _STYLE = {
     "font.size": 8,
@@ -53,6 +59,7 @@ _STYLE = {
     "legend.fontsize": 7,
     "svg.hashsalt": "losia-cl",  # deterministic ids in the SVG files
     "svg.fonttype": "path",
+    "text.parse_math": False,  # task and method names are plain text: a "$" is a dollar sign
 }
 
 _KNOWN_COLORS = {
@@ -68,7 +75,7 @@ _EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939
 
 @dataclass(frozen=True)
 class RenderedFigure:
-    """A figure written to disk: ``png`` and ``svg`` paths and the PNG bytes (for embedding)."""
+    """A rendered figure: the bytes of its PNG and SVG files and the paths they are written to."""
 
     name: str
     title: str
@@ -76,6 +83,7 @@ class RenderedFigure:
     png: Path
     svg: Path
     png_bytes: bytes
+    svg_bytes: bytes
 
 
 @contextmanager
@@ -92,19 +100,17 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def save_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> RenderedFigure:
-    """Write ``fig`` as ``out_dir/name.png`` and ``out_dir/name.svg`` (no timestamps: reproducible bytes)."""
-    buf = io.BytesIO()
+def render_figure(fig: Figure, out_dir: Path, name: str, title: str, caption: str) -> RenderedFigure:
+    """Render ``fig`` as PNG and SVG bytes for ``out_dir/name.png`` and ``out_dir/name.svg``.
+
+    The files carry no timestamps (reproducible bytes); nothing is written here.
+    """
+    png_buf, svg_buf = io.BytesIO(), io.BytesIO()
     with _style():
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-        png_bytes = buf.getvalue()
-        svg_buf = io.BytesIO()
+        fig.savefig(png_buf, format="png", dpi=DPI, metadata={"Software": None})
         fig.savefig(svg_buf, format="svg", metadata={"Date": None, "Creator": None})
-    png = out_dir / f"{name}.png"
-    svg = out_dir / f"{name}.svg"
-    png.write_bytes(png_bytes)
-    svg.write_bytes(svg_buf.getvalue())
-    return RenderedFigure(name=name, title=title, caption=caption, png=png, svg=svg, png_bytes=png_bytes)
+    return RenderedFigure(name=name, title=title, caption=caption, png=out_dir / f"{name}.png",
+                          svg=out_dir / f"{name}.svg", png_bytes=png_buf.getvalue(), svg_bytes=svg_buf.getvalue())
 
 
 def method_colors(methods: Sequence[str]) -> dict[str, str]:
@@ -120,6 +126,13 @@ def _short(label: str, limit: int = 18) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
+def _ticks(labels: Sequence[str], limit: int, first: int = 0) -> tuple[list[int], list[str]]:
+    """Positions ``first, first + 1, ...`` and labels of at most about ``MAX_TICKS`` evenly spaced ticks."""
+    step = max(1, math.ceil(len(labels) / MAX_TICKS))
+    keep = range(0, len(labels), step)
+    return [first + i for i in keep], [_short(labels[i], limit) for i in keep]
+
+
 def _text_color(cmap: Any, norm_value: float) -> str:
     r, g, b, _ = cmap(norm_value)
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
@@ -128,7 +141,7 @@ def _text_color(cmap: Any, norm_value: float) -> str:
 def _heatmap(
     ax: Axes,
     values: np.ndarray,
-    texts: Sequence[Sequence[str]],
+    texts: Sequence[Sequence[str]] | None,
     row_labels: Sequence[str],
     col_labels: Sequence[str],
     *,
@@ -144,11 +157,15 @@ def _heatmap(
     cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="#dddddd")
     masked = np.ma.masked_invalid(values)
     image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(col_labels)), [_short(c) for c in col_labels], rotation=30, ha="right")
-    ax.set_yticks(range(len(row_labels)), [_short(r, 24) for r in row_labels])
+    if texts is None:  # a summary view: no numbers in the cells, every k-th label
+        ax.set_xticks(*_ticks(col_labels, 18), rotation=90)
+        ax.set_yticks(*_ticks(row_labels, 24))
+    else:
+        ax.set_xticks(range(len(col_labels)), [_short(c) for c in col_labels], rotation=30, ha="right")
+        ax.set_yticks(range(len(row_labels)), [_short(r, 24) for r in row_labels])
     ax.tick_params(length=0)
     span = (vmax - vmin) or 1.0
-    for i in range(values.shape[0]):
+    for i in range(values.shape[0] if texts is not None else 0):
         for j in range(values.shape[1]):
             v = values[i, j]
             color = "black" if not math.isfinite(v) else _text_color(cmap, min(1.0, max(0.0, (v - vmin) / span)))
@@ -163,16 +180,23 @@ def _heatmap(
 # ---- per-method score matrix
 
 
-def score_matrix_figure(method: str, tasks: Sequence[str], scores: np.ndarray, n_seeds: int = 1) -> Figure:
-    """Heatmap of the ``(T+1) × T`` score matrix (rows: base, after task i; columns: tasks), values in the cells."""
+def score_matrix_figure(
+    method: str, tasks: Sequence[str], scores: np.ndarray, n_seeds: int = 1, *, annotate: bool = True
+) -> Figure:
+    """Heatmap of the ``(T+1) × T`` score matrix (rows: base, after task i; columns: tasks).
+
+    ``annotate``: the values in the cells and the diagonal outlined; without
+    it (long streams) the figure keeps a bounded size and labels every k-th task.
+    """
     t = len(tasks)
     with _style():
-        fig = _new_figure(2.0 + 0.8 * t, 1.3 + 0.38 * (t + 1))
+        size = (2.0 + 0.8 * t, 1.3 + 0.38 * (t + 1))
+        fig = _new_figure(*(size if annotate else map(min, size, _SUMMARY_SIZE)))
         ax = fig.add_subplot()
-        texts = [[fmt_score(v) for v in row] for row in scores]
+        texts = [[fmt_score(v) for v in row] for row in scores] if annotate else None
         rows = ["base"] + [f"after {task}" for task in tasks]
         image = _heatmap(ax, np.asarray(scores, dtype=float), texts, rows, tasks,
-                         outline=[(j + 1, j) for j in range(t)])
+                         outline=[(j + 1, j) for j in range(t)] if annotate else ())
         fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="score")
         title = f"{method}: score matrix"
         if n_seeds > 1:
@@ -238,31 +262,74 @@ def forgetting_curves_figure(
     return fig
 
 
+def stage_curves_figure(
+    tasks: Sequence[str],
+    panels: Sequence[tuple[str, str, Mapping[str, Sequence[tuple[float | None, float | None]]]]],
+) -> Figure:
+    """Side-by-side panels over the stages, one line per method: ``(title, y label, {method: [(mean, half)]})``.
+
+    The summary of the forgetting curves for long streams: one point per stage
+    instead of one panel per task; bands show ``half`` (the CI) when given.
+    """
+    methods: list[str] = []
+    for _, _, series in panels:
+        methods.extend(m for m in series if m not in methods)
+    colors = method_colors(methods)
+    stages = np.arange(1, len(tasks) + 1)
+    with _style():
+        fig = _new_figure(0.4 + 4.2 * len(panels), 3.2)
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (title, ylabel, series) in zip(axes, panels):
+            for m, points in series.items():
+                mean = np.array([_nan(p[0]) for p in points])
+                half = np.array([_nan(p[1]) for p in points])
+                ax.plot(stages, mean, linewidth=1.2, color=colors[m], label=m)
+                if np.isfinite(half).any():
+                    ax.fill_between(stages, mean - half, mean + half, color=colors[m], alpha=0.15, linewidth=0)
+            ax.set_xticks(*_ticks(list(tasks), 14, first=1), rotation=90)
+            ax.set_title(title)
+            ax.set_xlabel("after task")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(methods), 6), frameon=False)
+    return fig
+
+
 # ---- subnet overlap
 
 
 def overlap_jaccard_figure(
-    tasks: Sequence[str], matrices: Mapping[str, tuple[list[list[float | None]], list[list[float | None]] | None]]
+    tasks: Sequence[str],
+    matrices: Mapping[str, tuple[list[list[float | None]], list[list[float | None]] | None]],
+    *,
+    annotate: bool = True,
 ) -> Figure:
-    """Per method, the task × task coverage Jaccard heatmap; cells show ``J`` and, below, ``×`` the ratio to chance."""
+    """Per method, the task × task coverage Jaccard heatmap; cells show ``J`` and, below, ``×`` the ratio to chance.
+
+    Without ``annotate`` (long streams) the cells hold no numbers and each panel keeps a bounded size.
+    """
     methods = list(matrices)
     t = len(tasks)
     with _style():
-        fig = _new_figure(0.6 + (1.4 + 0.6 * t) * len(methods), 1.2 + 0.45 * t)
+        if annotate:
+            fig = _new_figure(0.6 + (1.4 + 0.6 * t) * len(methods), 1.2 + 0.45 * t)
+        else:
+            fig = _new_figure(0.6 + _SUMMARY_SIZE[1] * len(methods), _SUMMARY_SIZE[1])
         axes = fig.subplots(1, len(methods), squeeze=False)[0]
         image = None
         for ax, m in zip(axes, methods):
             jac, ratio = matrices[m]
             values = np.array([[np.nan if v is None else v for v in row] for row in jac], dtype=float)
-            texts = []
-            for a in range(t):
+            texts: list[list[str]] | None = [] if annotate else None
+            for a in range(t if annotate else 0):
                 row = []
                 for b in range(t):
                     text = fmt_score(jac[a][b], 2)
                     if ratio is not None and a != b and ratio[a][b] is not None:
                         text += f"\n×{ratio[a][b]:.1f}"
                     row.append(text)
-                texts.append(row)
+                texts.append(row)  # type: ignore[union-attr]
             image = _heatmap(ax, values, texts, tasks, tasks, cmap_name="magma", fontsize=6)
             ax.set_title(f"{m}: coverage Jaccard")
         if image is not None:
@@ -312,14 +379,19 @@ def overlap_coverage_figure(
     methods = list(coverage)
     colors = method_colors(methods)
     x = np.arange(1, len(tasks) + 1)
+    long = len(tasks) > MAX_TICKS
     with _style():
-        fig = _new_figure(max(3.8, 1.6 + 0.6 * len(tasks)), 2.6)
+        fig = _new_figure(min(max(3.8, 1.6 + 0.6 * len(tasks)), _SUMMARY_SIZE[0]), 2.6)
         ax = fig.add_subplot()
+        marker = {} if long else {"marker": "o", "markersize": 3}
         for m in methods:
             actual, chance = coverage[m]
-            ax.plot(x, [_nan(v) for v in actual], marker="o", markersize=3, color=colors[m], label=m)
+            ax.plot(x, [_nan(v) for v in actual], color=colors[m], label=m, **marker)
             ax.plot(x, [_nan(v) for v in chance], linestyle="--", linewidth=1, color=colors[m], label=f"{m} chance")
-        ax.set_xticks(x, [_short(t, 14) for t in tasks], rotation=30, ha="right")
+        if long:
+            ax.set_xticks(*_ticks(list(tasks), 14, first=1), rotation=90)
+        else:
+            ax.set_xticks(x, [_short(t, 14) for t in tasks], rotation=30, ha="right")
         ax.set_xlabel("after task")
         ax.set_ylabel("fraction of entries trained")
         ax.set_title("cumulative coverage vs random chance")
@@ -374,8 +446,11 @@ def stability_figure(
             ax = axes[k // ncols][k % ncols]
             for m, values in series.items():
                 xs = sorted(values)
-                ax.plot(xs, [_nan(values[x]) for x in xs], marker="o", markersize=3, color=colors[m], label=m)
-            if ticks is not None:
+                marker = {} if len(xs) > MAX_TICKS else {"marker": "o", "markersize": 3}
+                ax.plot(xs, [_nan(values[x]) for x in xs], color=colors[m], label=m, **marker)
+            if ticks is not None and len(ticks) > MAX_TICKS:
+                ax.set_xticks(*_ticks(list(ticks), 12, first=1), rotation=90)
+            elif ticks is not None:
                 ax.set_xticks(range(1, len(ticks) + 1), [_short(t, 12) for t in ticks], rotation=30, ha="right")
             else:
                 ax.xaxis.get_major_locator().set_params(integer=True)
@@ -427,8 +502,8 @@ def compare_curves_figure(runs: Sequence[tuple[str, Mapping[str, Sequence[float 
         axes = fig.subplots(1, len(runs), squeeze=False, sharey=True)[0]
         for ax, (label, curves) in zip(axes, runs):
             for m, curve in curves.items():
-                ax.plot(np.arange(1, len(curve) + 1), [_nan(v) for v in curve], marker="o", markersize=3,
-                        color=colors[m], label=m)
+                marker = {} if len(curve) > MAX_TICKS else {"marker": "o", "markersize": 3}
+                ax.plot(np.arange(1, len(curve) + 1), [_nan(v) for v in curve], color=colors[m], label=m, **marker)
             ax.set_title(_short(label, 30))
             ax.set_xlabel("after stage")
             ax.grid(alpha=0.3)

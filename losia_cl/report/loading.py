@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 from losia_cl.results import METRIC_KEYS, RESULTS_FORMAT, RUN_FORMAT, RunInfo, read_json, read_results
 
 logger = logging.getLogger(__name__)
@@ -143,9 +143,11 @@ def _read_run_json(run_dir: Path) -> dict[str, Any]:
 def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodResult:
     data = read_results(path)
     if data.method != method:
-        raise DataError(f"{path}: key 'method' is {data.method!r} but the file lies in the directory of {method!r}")
+        raise DataError(
+            f"{path}: key 'method' is {brief(data.method)} but the file lies in the directory of {method!r}")
     if list(data.tasks) != list(run_tasks):
-        raise DataError(f"{path}: key 'tasks' is {list(data.tasks)}, but run.json lists {list(run_tasks)}")
+        raise DataError(
+            f"{path}: key 'tasks' is {brief(list(data.tasks))}, but run.json lists {brief(list(run_tasks))}")
     return MethodResult(
         method=data.method,
         path=path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["CONFIDENCE", "ALPHA", "Stat", "summarize", "welch_p"]
 
@@ -43,14 +44,26 @@ def summarize(values: Sequence[float | None], confidence: float = CONFIDENCE) ->
     vals = tuple(float(v) for v in values if v is not None)
     if not vals:
         return Stat(vals, None, None, None)
-    mean = math.fsum(vals) / len(vals)
-    if len(vals) < 2:
+    n = len(vals)
+    try:
+        mean = math.fsum(vals) / n
+    except OverflowError:  # values near the largest float
+        mean = math.fsum(v / n for v in vals)
+    if n < 2:
         return Stat(vals, mean, None, None)
+    try:
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
+    except OverflowError:
+        scale = max(abs(v - mean) for v in vals)
+        std = scale * math.sqrt(math.fsum(((v - mean) / scale) ** 2 for v in vals) / (n - 1))
+    return Stat(vals, mean, _t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n), std)
+
+
+@lru_cache(maxsize=64)
+def _t_quantile(q: float, df: int) -> float:
     from scipy import stats
 
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    t = float(stats.t.ppf(0.5 + confidence / 2, len(vals) - 1))
-    return Stat(vals, mean, t * std / math.sqrt(len(vals)), std)
+    return float(stats.t.ppf(q, df))
 
 
 def welch_p(a: Stat, b: Stat) -> float | None:

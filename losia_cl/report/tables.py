@@ -9,7 +9,8 @@ from .aggregate import MethodRuns
 from .formatting import fmt_p, fmt_score, fmt_stat
 from .stats import ALPHA, CONFIDENCE, Stat, welch_p
 
-__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "GRADED_COLUMNS", "RETENTION_COLUMNS", "COST_COLUMNS", "Cell", "Table", "comparison_table", "score_table"]
+__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "GRADED_COLUMNS", "RETENTION_COLUMNS", "COST_COLUMNS", "Cell", "Table",
+           "comparison_table", "score_table", "task_table"]
 
 
 @dataclass(frozen=True)
@@ -201,3 +202,27 @@ def score_table(runs: MethodRuns) -> Table:
     if runs.n > 1:
         caption += f" (mean ± 95% CI over {runs.n} seeds)"
     return Table(caption=caption, header=["after \\ task", *tasks], rows=rows, css="scores")
+
+
+def task_table(groups: Mapping[str, MethodRuns]) -> Table:
+    """One row per task, two columns per method: the score right after training it and after the last task.
+
+    ``S[j, j]`` and ``S[T, j]``: the summary of the score matrices of a long stream (``O(T)`` cells per method).
+    """
+    tasks = next(iter(groups.values())).tasks
+    t = len(tasks)
+    n = max(g.n for g in groups.values())
+    rows: list[tuple[str, list[Cell]]] = []
+    for j, task in enumerate(tasks):
+        cells = []
+        for g in groups.values():
+            for i in (j + 1, t):
+                st = g.cell_stat(i, j)
+                cells.append(Cell(fmt_stat("score", st.mean, st.half_width), title=_title(st, "score", g.seeds),
+                                  css="diag" if i == j + 1 else ""))
+        rows.append((task, cells))
+    caption = "Score of each task right after its training and after the last task"
+    if n > 1:
+        caption += f" (mean ± 95% CI over {n} seeds)"
+    return Table(caption=caption, header=["task", *["after training", "after the last task"] * len(groups)],
+                 rows=rows, groups=[(m, 2) for m in groups], css="scores")

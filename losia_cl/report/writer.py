@@ -3,7 +3,8 @@
 * :class:`FigureWriter` is handed to every section; ``writer.figure(...)``
   renders a matplotlib figure and returns the block that shows it;
 * :func:`write_report` renders a :class:`~.document.Document` as HTML and
-  Markdown and writes them beside the figures;
+  Markdown and writes them and the figures, atomically and as one group: a
+  failure (a full disk) leaves every earlier file as it was and no partial file;
 * :func:`resolve_out` turns ``--out`` into the HTML path.
 """
 
@@ -15,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from losia_cl.errors import ConfigError
+from losia_cl.errors import ConfigError, DataError
+from losia_cl.files import atomic_write_files
 
 from .document import Document, FigureBlock
-from .figures import RenderedFigure, save_figure
+from .figures import RenderedFigure, render_figure
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FigureWriter", "ReportFiles", "resolve_out", "slug", "write_report"]
+__all__ = ["FigureWriter", "ReportFiles", "check_file_stems", "resolve_out", "slug", "write_report"]
 
 
 def slug(name: str) -> str:
@@ -30,8 +32,25 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def check_file_stems(names: dict[str, str], what: str = "methods") -> None:
+    """Refuse names that would share a file: the same :func:`slug`, ignoring case (as some file systems do).
+
+    ``names`` maps each name to where it comes from (for the message).
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        stem = slug(name).casefold()
+        if stem in seen:
+            other = seen[stem]
+            raise DataError(
+                f"{what} {other!r} ({names[other]}) and {name!r} ({names[name]}) would write the same report files "
+                f"(*_{slug(name)}.png); rename one of them"
+            )
+        seen[stem] = name
+
+
 class FigureWriter:
-    """Collects the figures of one report, written into ``out_dir``."""
+    """Collects the figures of one report, to be written into ``out_dir`` by :func:`write_report`."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
@@ -41,7 +60,7 @@ class FigureWriter:
         """Render ``fig`` as ``<name>.png`` and ``<name>.svg``; the block shows it in the page."""
         if any(f.name == name for f in self.figures):
             raise AssertionError(f"figure name {name!r} used twice")
-        rendered = save_figure(fig, self.out_dir, name, title, caption)
+        rendered = render_figure(fig, self.out_dir, name, title, caption)
         self.figures.append(rendered)
         return FigureBlock(rendered)
 
@@ -83,13 +102,21 @@ def resolve_out(out: str | Path | None, default: Path) -> Path:
 
 
 def write_report(doc: Document, out: Path, writer: FigureWriter) -> ReportFiles:
-    """Write ``doc`` as ``out`` (HTML) and ``out`` with suffix ``.md`` (Markdown) beside the figures."""
+    """Write ``doc`` as ``out`` (HTML) and ``out`` with suffix ``.md`` (Markdown), and the figures beside them.
+
+    All files are written to temporary files first and renamed into place when
+    all are complete; an ``OSError`` raises :class:`~losia_cl.errors.WriteError`
+    naming the file, with every earlier file left as it was.
+    """
     from .html import render_html
     from .markdown import render_markdown
 
     md = out.with_suffix(".md")
-    out.write_text(render_html(doc), encoding="utf-8")
-    md.write_text(render_markdown(doc), encoding="utf-8")
+    contents = {out: render_html(doc).encode("utf-8"), md: render_markdown(doc).encode("utf-8")}
+    for fig in writer.figures:
+        contents[fig.png] = fig.png_bytes
+        contents[fig.svg] = fig.svg_bytes
+    atomic_write_files(contents)
     files = ReportFiles(
         html=out,
         markdown=md,

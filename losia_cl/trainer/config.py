@@ -59,6 +59,9 @@ class RunConfig:
     retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
+    dist_backend: str = documented(
+        "Process-group backend under torchrun: auto (NCCL on CUDA, gloo on CPU), gloo, nccl or mpi.", "auto"
+    )
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
     progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
@@ -110,6 +113,10 @@ class RunConfig:
 
             stream = stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream
             check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=stream, model=self.model)
+        from losia_cl.distributed.context import BACKENDS
+
+        if self.dist_backend not in BACKENDS:
+            raise ConfigError(f"dist_backend = {self.dist_backend!r} is invalid: it must be one of {', '.join(BACKENDS)}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
         for name in self.methods:

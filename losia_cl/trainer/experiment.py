@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.results import RunInfo, read_results, read_run_info
 from losia_cl.streams import Stream, load_stream, stream_options
@@ -64,7 +65,8 @@ def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -
 
 
 #: RunConfig fields that may differ between a run and its resumption
-_RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size")
+_RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size",
+                      "dist_backend")
 
 
 def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: Path) -> None:
@@ -97,70 +99,109 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def check_run_folder(config: RunConfig, world_size: int) -> RunInfo | None:
+    """The stored run.json when resuming (None for a new run), after checking the folder may be used.
+
+    A new run refuses an existing run.json; ``--resume`` refuses other result-changing settings and
+    another number of processes.
+    """
+    run_file = config.out_dir / "run.json"
+    if run_file.exists() and not config.resume:
+        raise DataError(f"{run_file} exists: pass --resume to continue that run, or choose another --out")
+    if not config.resume:
+        return None
+    if not run_file.exists():
+        logger.warning("--resume: %s has no run.json, starting a new run", config.out_dir)
+        return None
+    stored = read_run_info(run_file)
+    _check_same_run(stored.config or {}, config.to_dict(), run_file)
+    if stored.world_size != world_size:
+        raise ConfigError(f"--resume: {run_file} was trained by {stored.world_size} process(es), this job has "
+                          f"{world_size}; resume with --nproc {stored.world_size}")
+    return stored
+
+
 @dataclass
 class RunOutcome:
     out_dir: Path
     results: dict[str, dict[str, Any]]
+    rank: int = 0  #: this process's rank (only rank 0 writes files and prints)
 
 
 def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
-    """Run every method of ``config`` on its stream; results under ``config.out_dir``."""
-    from losia_cl.models import load_model
+    """Run every method of ``config`` on its stream; results under ``config.out_dir``.
+
+    Under ``torchrun`` (several processes) the run is data-parallel: see docs/distributed.md.
+    """
+    from losia_cl.distributed.context import distributed_context
 
     stream = load_run_stream(config)
+    with distributed_context(config.dist_backend, config.device) as (dist, device):
+        return _run(config, stream, command, dist, device)
+
+
+def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: DistContext,
+         device: torch.device) -> RunOutcome:
+    from losia_cl.models import load_model
+
     out = config.out_dir
     run_file = out / "run.json"
-    if run_file.exists() and not config.resume:
-        raise DataError(f"{run_file} exists: pass --resume to continue that run, or choose another --out")
-    if config.resume and not run_file.exists():
-        logger.warning("--resume: %s has no run.json, starting a new run", out)
-    device = resolve_device(config.device)
+    stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
     rates = config.learning_rates()
     run_info = RunInfo(
         stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
         seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
         command=command or [], versions=_versions(), git_commit=_git_commit(),
-        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), world_size=dist.world_size,
         learning_rates={m: rate.to_dict() for m, rate in rates.items()},
     )
-    logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
-    untuned = [m for m, r in rates.items() if r.source == "default"]
-    if config.lr_from and untuned:
-        logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
-    if config.resume and run_file.exists():
-        stored = read_run_info(run_file)
-        _check_same_run(stored.config or {}, run_info.config or {}, run_file)
+    if dist.is_main:
+        logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
+        untuned = [m for m, r in rates.items() if r.source == "default"]
+        if config.lr_from and untuned:
+            logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
+    if stored is not None:
         run_info.started_at = stored.started_at or run_info.started_at
-    atomic_write_json(run_file, run_info.to_json())
+    if dist.is_main:
+        atomic_write_json(run_file, run_info.to_json())
 
     def loader():
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_scores = _base_scores(config, stream, loader, device)
+    base_scores = _base_scores(config, stream, loader, device, dist)
     results: dict[str, dict[str, Any]] = {}
     for name in config.methods:
         done = out / name / "results.json"
-        if config.resume and done.exists():
+        finished = dist.decide(lambda: read_results(done).to_json() if config.resume and done.exists() else None)
+        if finished is not None:
             logger.info("%s: already finished, kept", name)
-            results[name] = read_results(done).to_json()
+            results[name] = finished
             continue
-        results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores).run()
+        results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
     run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(run_file, run_info.to_json())
-    return RunOutcome(out, results)
+    if dist.is_main:
+        atomic_write_json(run_file, run_info.to_json())
+    return RunOutcome(out, results, dist.rank)
 
 
-def _base_scores(config: RunConfig, stream: Stream, loader, device: torch.device) -> list[float]:
+def _base_scores(config: RunConfig, stream: Stream, loader, device: torch.device, dist: DistContext) -> list[float]:
     """Row 0 of every method's score matrix, computed once per run and cached in the run directory."""
     path = config.out_dir / BASE_SCORES
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("tasks") == stream.task_names:
-            return cached["scores"]
+
+    def cached() -> list[float] | None:
+        if not path.exists():
+            return None
+        stored = json.loads(path.read_text())
+        return stored["scores"] if stored.get("tasks") == stream.task_names else None
+
+    scores = dist.decide(cached)
+    if scores is not None:
+        return scores
     model, tokenizer = loader()
-    scores = evaluate_stage(model, tokenizer, stream, config, device, config.out_dir / "base", 0)
-    atomic_write_json(path, {"tasks": stream.task_names, "scores": scores})
+    scores = evaluate_stage(model, tokenizer, stream, config, device, config.out_dir / "base", 0, dist)
+    if dist.is_main:
+        atomic_write_json(path, {"tasks": stream.task_names, "scores": scores})
     del model
     return scores

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from losia_cl.distributed.context import DistContext
 from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
 from losia_cl.progress import progress_bar
 from losia_cl.results import MethodResults
@@ -64,18 +65,21 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> N
 
 
 def evaluate_stage(
-    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int,
+    dist: DistContext | None = None,
 ) -> list[float]:
-    """Scores of every task after ``stage`` tasks (predictions written under ``folder``)."""
+    """Scores of every task after ``stage`` tasks (predictions written under ``folder`` by rank 0)."""
+    dist = dist or DistContext()
     row = []
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
-    for task in progress_bar(list(stream), enabled=config.progress, desc=f"evaluate {label}", unit="task",
-                             leave=False):
+    for task in progress_bar(list(stream), enabled=config.progress and dist.is_main, desc=f"evaluate {label}",
+                             unit="task", leave=False):
         evaluation = evaluate_task(
             model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
-            chat_template=config.chat_template, device=device,
+            chat_template=config.chat_template, device=device, dist=dist,
         )
-        write_predictions(folder, stage, evaluation)
+        if dist.is_main:
+            write_predictions(folder, stage, evaluation)
         row.append(evaluation.score)
     logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
     return row
@@ -109,6 +113,7 @@ class SequentialTrainer:
         load_model: Callable[[], tuple[nn.Module, Any]],
         device: torch.device,
         base_scores: list[float],
+        dist: DistContext | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -119,6 +124,12 @@ class SequentialTrainer:
         self.base_scores = base_scores
         self.folder = config.out_dir / method_name
         self._probe_info = None
+        self.dist = dist or DistContext()
+        self.parallel = None
+        if self.dist.enabled:
+            from losia_cl.distributed.parallel import DataParallel
+
+            self.parallel = DataParallel(self.dist)
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -130,6 +141,8 @@ class SequentialTrainer:
         )
 
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
+        if not self.dist.is_main:
+            return
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
@@ -141,8 +154,10 @@ class SequentialTrainer:
         from losia_cl.metrics import StabilityTracker, SubnetOverlapTracker
 
         config = self.config
-        self.folder.mkdir(parents=True, exist_ok=True)
-        checkpoint = Checkpoint.load(self.folder) if config.resume else None
+        if self.dist.is_main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        # rank 0 reads the checkpoint and hands it to every rank (no shared file system needed)
+        checkpoint = self.dist.decide(lambda: Checkpoint.load(self.folder) if config.resume else None)
         reset_peak_memory(self.device)
         model, tokenizer = self.load_model()
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -172,6 +187,8 @@ class SequentialTrainer:
             ctx = self._context(index, len(batches))
             model = self.method.prepare(model, ctx)
             optimizer, scheduler = self.method.build_optimizer(model, ctx)
+            if self.parallel is not None:
+                self.parallel.check_optimizer(optimizer)
             layout = self.method.subnet_layout(optimizer) if isinstance(self.method, SubnetMethod) else {}
             overlap.start_task(task.name)
             start = 0
@@ -193,7 +210,10 @@ class SequentialTrainer:
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
             started = time.perf_counter()
-            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1))
+            if self.parallel is not None:
+                self.parallel.verify_weights(model, f"after {task.name}")
+            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
+                                                  index + 1, self.dist))
             progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
             if probe is not None:
                 progress.retention.append(probe.measure(model).to_dict())
@@ -227,18 +247,22 @@ class SequentialTrainer:
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
         model.train()
-        bar = progress_bar(total=len(batches), initial=start, enabled=config.progress, leave=False,
-                   desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}", unit="step")
+        bar = progress_bar(total=len(batches), initial=start, enabled=config.progress and self.dist.is_main,
+                           leave=False, desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}",
+                           unit="step")
         started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
-                micro_batches = (
-                    {k: v.to(self.device) for k, v in collate_for_training([features[i] for i in micro],
-                                                                           pad_token_id=pad).items()}
-                    for micro in batches[step]
-                )
-                step_loss = train_step(model, optimizer, scheduler, micro_batches, loss_divisor=len(batches[step]),
-                                       max_grad_norm=config.max_grad_norm)
+                def make_batch(indices):
+                    batch = collate_for_training([features[i] for i in indices], pad_token_id=pad)
+                    return {k: v.to(self.device) for k, v in batch.items()}
+
+                if self.parallel is not None:
+                    step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
+                                                         make_batch, max_grad_norm=config.max_grad_norm)
+                else:
+                    step_loss = train_step(model, optimizer, scheduler, (make_batch(m) for m in batches[step]),
+                                           loss_divisor=len(batches[step]), max_grad_norm=config.max_grad_norm)
                 if layout:
                     self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
@@ -248,7 +272,8 @@ class SequentialTrainer:
                 if done == len(batches) or (config.checkpoint_every and done % config.checkpoint_every == 0):
                     progress.train_seconds += time.perf_counter() - started
                     started = time.perf_counter()
-                    progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+                    progress.peak_memory_bytes = max(progress.peak_memory_bytes,
+                                                     self.dist.max_int(peak_memory_bytes(self.device)))
                     progress.overlap = overlap.to_dict() if layout else None
                     self._checkpoint(index, done, model, optimizer, scheduler, progress)
         finally:
@@ -272,7 +297,7 @@ class SequentialTrainer:
         from losia_cl.metrics import cl_metrics
 
         tasks = self.stream.task_names
-        progress.peak_memory_bytes = max(progress.peak_memory_bytes, peak_memory_bytes(self.device))
+        progress.peak_memory_bytes = max(progress.peak_memory_bytes, self.dist.max_int(peak_memory_bytes(self.device)))
         results = MethodResults(
             method=self.method_name,
             method_options=self.method.options(),
@@ -295,6 +320,8 @@ class SequentialTrainer:
             loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
             retention=self._retention_summary(progress.retention),
         ).to_json()
+        if not self.dist.is_main:
+            return results
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
         atomic_write_json(self.folder / "results.json", results)
         (self.folder / "checkpoint.pt").unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from losia_cl.errors import DataError
+from losia_cl.errors import DataError, brief
 
 from ..aggregate import ReportRuns, mean_nested
 from ..document import Explanation, Paragraph, Section, TableBlock
@@ -84,7 +84,7 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
     for m, t in tasks_of.items():
         for s in with_overlap[m]:
             if list(s["tasks"]) != t:
-                raise DataError(f"{m}: subnet_overlap.tasks differ between seeds ({t} vs {s['tasks']})")
+                raise DataError(f"{m}: subnet_overlap.tasks differ between seeds ({brief(t)} vs {brief(s['tasks'])})")
     jaccard, ratio, coverage, profiles = {}, {}, {}, {}
     rows: list[tuple[str, list[Cell]]] = []
     for m, summaries in with_overlap.items():
@@ -128,10 +128,13 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
         blocks.append(Paragraph("With a single task there is no pair of tasks to compare: only the coverage is shown."))
     else:
         blocks.append(writer.figure(
-            overlap_jaccard_figure(tasks, {m: (jaccard[m], ratio[m]) for m in with_overlap}),
+            overlap_jaccard_figure(tasks, {m: (jaccard[m], ratio[m]) for m in with_overlap},
+                                   annotate=not runs.summary_view),
             "overlap_jaccard", "Subnet overlap between tasks",
             "Coverage Jaccard J(a, b) of the weights trained by tasks a and b, averaged over the target matrices "
-            "(diagonal = 1); below each value, ×r is the ratio to the random-chance Jaccard." + seeds_note))
+            + ("(diagonal = 1); colour only: the table gives the means over task pairs."
+               if runs.summary_view else
+               "(diagonal = 1); below each value, ×r is the ratio to the random-chance Jaccard.") + seeds_note))
     if profiles and len(tasks) >= 2:
         blocks.append(writer.figure(
             overlap_layers_figure(profiles), "overlap_layers", "Per-layer overlap profile",

@@ -111,7 +111,7 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
              "counts the directions the update uses. Per-layer values are after the last stage.")
     if others:
         intro += f" No stability data for: {', '.join(others)}."
-    k = next(iter(data.values()))[0].get("config", {}).get("k")
+    k = (next(iter(data.values()))[0].get("config") or {}).get("k")
     table = Table(
         caption="Weight stability after the last stage (means over matrices)"
         + (f", k = {k}" if k is not None else "") + seeds_note,

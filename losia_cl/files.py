@@ -1,0 +1,139 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+
+A reader (or a crash, or a full disk) sees either the old file or the whole
+new one, never a truncated file.  :func:`atomic_write_files` writes several
+files as one group: every temporary file is complete before the first rename,
+so a failure while writing leaves all the old files as they were.
+
+Torch-free: the trainer and the report both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from losia_cl.errors import WriteError
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_files",
+           "write_error"]
+
+#: bytes handed to one ``write`` call.
+_CHUNK = 1 << 20
+
+
+def _temp_beside(path: Path) -> tuple[int, Path]:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def _fill(fd: int, write: Callable[[IO[bytes]], None]) -> None:
+    with os.fdopen(fd, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(file)`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    try:
+        _fill(fd, write)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_bytes(data: bytes) -> Callable[[IO[bytes]], None]:
+    def write(handle: IO[bytes]) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):
+            handle.write(view[start:start + _CHUNK])
+
+    return write
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    return atomic_write(path, _write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_error(path: Path, error: OSError) -> WriteError:
+    """A one-line :class:`WriteError` naming ``path``, the reason and the free space of its file system."""
+    reason = error.strerror or str(error) or type(error).__name__
+    message = f"{path}: cannot write it: {reason}"
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        pass
+    else:
+        message += f" ({free / 2**20:,.1f} MiB free in {folder})"
+    result = WriteError(message)
+    result.errno = error.errno
+    return result
+
+
+def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
+    """Write every ``path -> bytes`` of ``files``, all complete or none changed as far as the disk decides.
+
+    Each file goes to a temporary file beside it first (written and synced);
+    only when all of them are complete are they renamed over the targets.  An
+    ``OSError`` while writing (a full disk, a missing permission) removes the
+    temporary files, leaves every old file untouched and raises
+    :class:`~losia_cl.errors.WriteError` naming the file.
+    """
+    temps: list[tuple[Path, Path]] = []
+    created: list[Path] = []  # folders made here, removed again (when empty) after a failure
+    current: Path | None = None
+    try:
+        for path, data in files.items():
+            current = path
+            created.extend(_make_parents(path))
+            fd, tmp = _temp_beside(path)
+            temps.append((tmp, path))
+            _fill(fd, _write_bytes(data))
+        for tmp, path in temps:
+            current = path
+            os.replace(tmp, path)
+    except BaseException as error:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        if isinstance(error, OSError):
+            raise write_error(current if current is not None else Path("."), error) from None
+        raise
+    return [path for _, path in temps]
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above ``path``; the ones created, outermost first."""
+    missing = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))

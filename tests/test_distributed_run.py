@@ -1,0 +1,127 @@
+"""Data-parallel runs on CPU (gloo): two processes give the one-process results, only rank 0 writes,
+a killed two-process run resumes, and ``losia-cl run --nproc 2`` is the torchrun form."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # every test starts several Python processes
+
+TASKS = ("category", "position")
+METHODS = ("losia", "lora")
+#: 14 examples in micro-batches of 4 on 2 ranks: each step's micro-batch is split (2 + 2, the last 1 + 1)
+RUN = ["run", "--model", "tiny-llama", "--tasks", ",".join(TASKS), "--methods", ",".join(METHODS),
+       "--max-train-examples", "14", "--max-test-examples", "6", "--batch-size", "4", "--max-length", "64",
+       "--eval-batch-size", "2", "--checkpoint-every", "1", "--lr", "1e-2", "--no-progress", "--no-report"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+def _start(command: list[str], out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*command, *RUN, "--out", str(out), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**ENV, **(env or {})}, start_new_session=True)
+
+
+def _finish(process: subprocess.Popen) -> tuple[str, str]:
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err[-3000:]
+    return out, err
+
+
+def _results(out: Path, method: str) -> dict:
+    return json.loads((out / method / "results.json").read_text())
+
+
+def _metric_rows(printed: str) -> list[list[str]]:
+    """The comparison table's rows without the timing and memory columns (they differ run to run)."""
+    rows = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row[:7]] for row in rows]
+
+
+def _same_results(a: Path, b: Path) -> None:
+    for method in METHODS:
+        ra, rb = _results(a, method), _results(b, method)
+        assert ra["scores"] == rb["scores"], method
+        assert ra["subnet_overlap"] == rb["subnet_overlap"], method  # the same subnets, task by task
+        assert ra["steps"] == rb["steps"] == {t: 4 for t in TASKS}
+        for task in TASKS:
+            assert rb["losses"][task] == pytest.approx(ra["losses"][task], rel=1e-5, abs=0), (method, task)
+        for stage in range(1, len(TASKS) + 1):
+            for task in TASKS:
+                name = f"predictions/stage{stage}-{task}.jsonl"
+                assert (a / method / name).read_text() == (b / method / name).read_text(), (method, name)
+
+
+def test_two_processes_give_the_one_process_results(tmp_path):
+    one = _start([sys.executable, "-m", "losia_cl"], tmp_path / "one")
+    two = _start([*TORCHRUN, "-m", "losia_cl"], tmp_path / "two", env={"LOSIA_CL_DEBUG_DDP": "1"})
+    out_one, _ = _finish(one)
+    out_two, err_two = _finish(two)
+    _same_results(tmp_path / "one", tmp_path / "two")
+    assert _metric_rows(out_two) == _metric_rows(out_one) and len(_metric_rows(out_one)) == 3
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "one" / "run.json").read_text())["world_size"] == 1
+    # LOSIA_CL_DEBUG_DDP compared the subnets of both ranks after every step, and the weights after every task
+    checked = re.findall(r"debug: weights identical on 2 ranks after (\w+)(?:; LoSiA subnets identical after "
+                         r"each of (\d+) steps)?", err_two)
+    assert checked == [(t, str(4 * (i + 1))) for i, t in enumerate(TASKS)] + [(t, "") for t in TASKS], err_two[-2000:]
+    assert out_two.count("| losia |") == 1  # one table: only rank 0 prints
+
+
+def _rank_run(ctx, base: str) -> list[str]:
+    """Run the experiment with a run folder of this rank's own: rank 1 must leave its folder untouched."""
+    from losia_cl.trainer import RunConfig, run_experiment
+
+    out = Path(base) / f"rank{ctx.rank}"
+    config = RunConfig(model="tiny-llama", tasks=("category", "position"), methods=("losia-pro",),
+                       max_train_examples=8, max_test_examples=4, batch_size=4, max_length=64, eval_batch_size=2,
+                       checkpoint_every=1, progress=False, out=str(out))
+    outcome = run_experiment(config)
+    return outcome.results["losia-pro"]["scores"]
+
+
+def test_only_rank_zero_writes(tmp_path):
+    from losia_cl.distributed import spawn
+
+    scores = spawn(_rank_run, 2, str(tmp_path))
+    assert scores[0] == scores[1]  # both ranks know the results
+    written = sorted(str(p.relative_to(tmp_path / "rank0")) for p in (tmp_path / "rank0").rglob("*") if p.is_file())
+    assert "run.json" in written and "losia-pro/results.json" in written and "losia-pro/scores.csv" in written
+    assert "losia-pro/predictions/stage2-position.jsonl" in written
+    assert not (tmp_path / "rank1").exists()
+
+
+def test_killed_nproc_run_resumes_to_the_torchrun_results(tmp_path):
+    reference = _start([*TORCHRUN, "-m", "losia_cl"], tmp_path / "ref")
+    crash = tmp_path / "crash"
+    killed = _start([sys.executable, "-m", "losia_cl"], crash, "--nproc", "2")
+    # kill -9 the launcher, torchrun and both workers once the first method has finished its first task
+    marker = crash / "losia" / "predictions" / f"stage1-{TASKS[-1]}.jsonl"
+    deadline = time.time() + 600
+    while not marker.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (crash / "losia" / "results.json").exists()
+    assert json.loads((crash / "run.json").read_text())["world_size"] == 2
+    # another number of processes is refused before anything starts
+    other = subprocess.run([sys.executable, "-m", "losia_cl", *RUN, "--out", str(crash), "--resume", "--nproc", "3"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    lines = [line for line in other.stderr.splitlines() if line.strip()]
+    assert other.returncode == 2 and len(lines) == 1, other.stderr
+    assert lines[0].startswith("losia-cl: error: --resume:") and "2 process(es), this job has 3" in lines[0]
+    resumed = _start([sys.executable, "-m", "losia_cl"], crash, "--resume", "--nproc", "2")
+    out_resumed, _ = _finish(resumed)
+    out_ref, _ = _finish(reference)
+    _same_results(tmp_path / "ref", crash)
+    assert _metric_rows(out_resumed) == _metric_rows(out_ref) and len(_metric_rows(out_ref)) == 3
