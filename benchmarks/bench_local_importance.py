@@ -31,8 +31,8 @@ def _rank(ctx, args: dict) -> list[dict]:
 
     from losia_cl.distributed.reduce import GradientReducer, losia_blocks
     from losia_cl.distributed.sharding import answer_tokens, piece_loss, shard_step
+    from losia_cl.methods import TaskContext, create_method
     from losia_cl.models import load_model
-    from losia_cl.optim import LoSiA, LoSiAConfig
     from losia_cl.optim.localize import localize, sensitivity, update_importance_emas
     from losia_cl.streams import load_stream
     from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
@@ -45,9 +45,12 @@ def _rank(ctx, args: dict) -> list[dict]:
     features = encode_examples(tokenizer, task.train, max_length=args["max_length"])
     steps = args["period"] * args["layers"]
     plan = BatchPlan(batch_size=args["batch_size"], epochs=100, seed=args["seed"]).steps(len(features), 0)[:steps]
-    config = LoSiAConfig(lr=args["lr"], rank_factor=args["rank_factor"], period=args["period"], pro=True,
-                         seed=args["seed"])
-    optimizer = LoSiA.for_model(model, config, num_training_steps=steps)
+    method = create_method("losia-pro", lr=args["lr"], rank_factor=args["rank_factor"], period=args["period"],
+                           losia_options={"init": "random"})
+    context = TaskContext(task_index=0, num_tasks=1, num_training_steps=steps, seed=args["seed"])
+    model = method.prepare(model, context)
+    optimizer, scheduler = method.build_optimizer(model, context)
+    config = optimizer.config
     reducer = GradientReducer(ctx)
     pad = pad_token_id(tokenizer)
     shadow: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -84,7 +87,7 @@ def _rank(ctx, args: dict) -> list[dict]:
                 if group["name"] in final:
                     shadow_update(group, group["params"][0].grad)
 
-        apply_update(model, optimizer, None, max_grad_norm=1.0, reduce_gradients=reduce)
+        apply_update(model, optimizer, scheduler, max_grad_norm=1.0, reduce_gradients=reduce)
         for group in recording:
             if group["name"] not in final:
                 continue

@@ -1,7 +1,8 @@
 """LoSiA + experience replay inside Avalanche, on the embedded demo stream, offline, on the CPU.
 
-    python examples/avalanche_losia.py                  # tiny-llama, 3 tasks, well under two minutes
-    python examples/avalanche_losia.py --model smollm2-135m --num-train 64 --lr 1e-3   # the real thing, slower
+    python examples/avalanche_losia.py                  # tiny-llama, 2 tasks, under a minute
+    python examples/avalanche_losia.py --model smollm2-135m --tasks category,position,check --lr 1e-3 --epochs 1
+                                                        # the real model, slower
 
 Builds an Avalanche benchmark from the stream (one experience per task), trains a
 :class:`~losia_cl.avalanche.CausalLMStrategy` running LoSiA with Avalanche's ``ReplayPlugin``,
@@ -18,16 +19,18 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-llama", help="tiny-llama (default), smollm2-135m, a path or hub id")
-    parser.add_argument("--tasks", default="category,position,predecessor", help="demo tasks, comma-separated")
-    parser.add_argument("--num-train", type=int, default=32, help="training examples per task")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="tiny-llama", help="tiny-llama, smollm2-135m, a path or hub id")
+    parser.add_argument("--tasks", default="check,position", help="demo tasks, comma-separated")
+    parser.add_argument("--num-train", type=int, default=64, help="training examples per task")
     parser.add_argument("--num-test", type=int, default=8, help="test examples per task")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-2, help="LoSiA learning rate (1e-2 suits tiny-llama)")
+    parser.add_argument("--batch-size", type=int, default=4, help="training examples per step (plus as many replayed)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per task (64 steps per task by default)")
+    parser.add_argument("--lr", type=float, default=5e-2, help="LoSiA learning rate (5e-2 suits tiny-llama)")
     parser.add_argument("--mem-size", type=int, default=16, help="replay memory (examples, balanced over tasks)")
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-length", type=int, default=128, help="token budget of prompt + answer")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the model and the subnets")
     parser.add_argument("--quiet", action="store_true", help="no per-experience metric log")
     args = parser.parse_args(argv)
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     strategy = CausalLMStrategy(
         model=model, tokenizer=tokenizer, method="losia", method_options={"lr": args.lr},
-        train_mb_size=args.batch_size, eval_mb_size=32, seed=args.seed,
+        train_mb_size=args.batch_size, train_epochs=args.epochs, eval_mb_size=32, seed=args.seed,
         plugins=[ReplayPlugin(mem_size=args.mem_size)], evaluator=evaluator,
         eval_every=0,  # evaluate the test stream before training and after every experience
     )

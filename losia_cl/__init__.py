@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "LoSiA": "losia_cl.optim.losia",
     "LoSiAConfig": "losia_cl.optim.config",
+    "build_losia": "losia_cl.optim.build",
     "unpatch": "losia_cl.optim.pro",
     "LosiaError": "losia_cl.errors",
     "ConfigError": "losia_cl.errors",
@@ -27,6 +28,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from losia_cl.errors import ConfigError, DataError, LosiaError, UnknownNameError
+    from losia_cl.optim.build import build_losia
     from losia_cl.optim.config import LoSiAConfig
     from losia_cl.optim.losia import LoSiA
     from losia_cl.optim.pro import unpatch

@@ -225,11 +225,13 @@ def _preset_value(args: argparse.Namespace, command: str, key: str, default: Any
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from losia_cl.trainer.config import RunConfig
+
+    config = RunConfig(**_run_options(args))  # bad options stop here, before torch is imported
+
     from losia_cl.trainer.experiment import run_experiment
     from losia_cl.trainer.seeds import run_seeds
     from losia_cl.trainer.summary import comparison_table
 
-    config = RunConfig(**_run_options(args))
     if args.nproc != 1:
         return _launch(config, args)
     command = ["losia-cl", *sys.argv[1:]]

@@ -4,6 +4,9 @@ A reader (or a crash, or a full disk) sees either the old file or the whole
 new one, never a truncated file.  :func:`atomic_write_files` writes several
 files as one group: every temporary file is complete before the first rename,
 so a failure while writing leaves all the old files as they were.
+:class:`DeferredSync` does the fsync and the rename on a background thread, in submission order:
+a large file (a checkpoint) costs the caller only the copy into the page cache while the disk
+catches up, and until its rename readers still see the previous file.
 
 Torch-free: the trainer and the report both use it.
 """
@@ -20,8 +23,8 @@ from typing import IO, Any
 
 from losia_cl.errors import WriteError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_files",
-           "write_error"]
+__all__ = ["DeferredSync", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "atomic_write_files", "write_error"]
 
 #: bytes handed to one ``write`` call.
 _CHUNK = 1 << 20
@@ -32,11 +35,12 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
-def _fill(fd: int, write: Callable[[IO[bytes]], None]) -> None:
+def _fill(fd: int, write: Callable[[IO[bytes]], None], sync: bool = True) -> None:
     with os.fdopen(fd, "wb") as handle:
         write(handle)
         handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -51,6 +55,60 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _sync_and_replace(tmp: Path, path: Path) -> None:
+    try:
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class DeferredSync:
+    """Atomic writes whose fsync and rename run on one background thread, in the order submitted.
+
+    :meth:`write` returns once the data is written (in the page cache); :meth:`wait` blocks until
+    every submitted file is in place and re-raises a failure of the background work.  A process
+    killed before a rename leaves the previous file in place.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="losia-cl-sync")
+        self._pending: list[Any] = []
+
+    def write(self, path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+        """Write ``path`` through ``write(file)`` now; sync and rename it into place in the background."""
+        path = Path(path)
+        self._collect(block=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+        try:
+            _fill(fd, write, sync=False)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._pending.append(self._executor.submit(_sync_and_replace, tmp, path))
+        return path
+
+    def wait(self) -> None:
+        """Block until every submitted file is synced and in place."""
+        self._collect(block=True)
+
+    def close(self) -> None:
+        """:meth:`wait`, then stop the background thread."""
+        self.wait()
+        self._executor.shutdown()
+
+    def _collect(self, block: bool) -> None:
+        done = [f for f in self._pending if block or f.done()]
+        self._pending = [f for f in self._pending if f not in done]
+        for future in done:
+            future.result()  # re-raises the background failure
 
 
 def _write_bytes(data: bytes) -> Callable[[IO[bytes]], None]:

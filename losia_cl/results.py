@@ -184,6 +184,12 @@ def _as_dict(value: Any, path: Path, key: str, *, nullable: bool = False) -> dic
     return value
 
 
+def _check_format(data: Mapping[str, Any], path: Path, expected: str) -> None:
+    fmt = _get(data, "format", path)
+    if fmt != expected:
+        raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {expected!r}")
+
+
 def _optional_str(value: Any, path: Path, key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise DataError(f"{_where(path, key)} must be a string or null, got {brief(value)}")
@@ -228,9 +234,7 @@ class RunInfo:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], path: Path) -> RunInfo:
         """Validate ``data`` read from ``path``; :class:`DataError` names the file and the key."""
-        fmt = _get(data, "format", path)
-        if fmt != RUN_FORMAT:
-            raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RUN_FORMAT!r}")
+        _check_format(data, path, RUN_FORMAT)
         stream = _as_str(_get(data, "stream", path), path, "stream")
         model = _as_str(_get(data, "model", path), path, "model")
         tasks = _as_str_list(_get(data, "tasks", path), path, "tasks")
@@ -336,9 +340,7 @@ class MethodResults:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], path: Path) -> MethodResults:
         """Validate ``data`` read from ``path``; :class:`DataError` names the file and the key."""
-        fmt = _get(data, "format", path)
-        if fmt != RESULTS_FORMAT:
-            raise DataError(f"{_where(path, 'format')} is {brief(fmt)}, expected {RESULTS_FORMAT!r}")
+        _check_format(data, path, RESULTS_FORMAT)
         method = _as_str(_get(data, "method", path), path, "method")
         tasks = _as_str_list(_get(data, "tasks", path), path, "tasks")
         task_metrics = _as_dict(_get(data, "task_metrics", path, required=False) or {}, path, "task_metrics")

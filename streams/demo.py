@@ -28,6 +28,10 @@ a word, ``true``/``false``); there every earlier task fell to exactly 0 after
 the next task for every method (forgetting 0.89–1.0, AP 0.24–0.25 with
 SmolLM2-135M-Instruct), so the demo could not tell methods apart.
 
+One extra task, ``check`` ("Is lion on the list?" → ``true``/``false``, 4
+new tokens), is loaded only when named (``tasks=[...]``): it answers in its own
+format, which a tiny model learns quickly (the Avalanche example uses it).
+
 Each rule needs one look-up.  All four are scored by exact match
 (``accuracy``).  Held-out examples are solvable: test and eval prompts never
 occur among the training prompts, but they are built from the same 48 words.
@@ -110,6 +114,17 @@ def _predecessor(rng: random.Random, label: int) -> Example:
     return Example(_render(items, f"Which item comes before {items[label + 1][1]}?"), items[label][1])
 
 
+def _check(rng: random.Random, label: int) -> Example:
+    """label: 0 → the asked word is on the list ("true"), 1 → it is not ("false")."""
+    items = _draw_items(rng)
+    words = [word for _, word in items]
+    if label == 0:
+        word = rng.choice(words)
+    else:
+        word = rng.choice([w for _, pool in CATEGORIES for w in pool if w not in words])
+    return Example(_render(items, f"Is {word} on the list?"), "true" if label == 0 else "false")
+
+
 _ARTICLE = {"animal": "an", "color": "a", "fruit": "a", "tool": "a"}
 
 
@@ -140,6 +155,10 @@ DEMO_TASKS: tuple[DemoTaskSpec, ...] = (
     DemoTaskSpec("predecessor", _predecessor, NUM_ITEMS - 1, 6, "the word right before the asked word"),
 )
 DEMO_TASK_NAMES: tuple[str, ...] = tuple(spec.name for spec in DEMO_TASKS)
+#: Tasks loaded only when asked for by name (``tasks=[...]``): not part of the default stream.
+EXTRA_TASKS: tuple[DemoTaskSpec, ...] = (
+    DemoTaskSpec("check", _check, 2, 4, "whether the asked word is on the list: true/false"),
+)
 
 
 def generate_examples(spec: DemoTaskSpec, *, count: int, seed: int) -> list[Example]:
@@ -192,7 +211,8 @@ def load_demo(
         num_eval: eval examples per task, for ``losia-cl tune`` (default 24; disjoint from train and test).
         seed: the examples depend on it, and on nothing else.
         tasks: a subset and order of ``category``, ``position``, ``successor``,
-            ``check`` (list or comma-separated string); default all four, in that order.
+            ``predecessor`` and the extra ``check`` (list or comma-separated string);
+            default the first four, in that order.
     """
     num_train = _count("num_train", num_train)
     num_test = _count("num_test", num_test)
@@ -201,8 +221,8 @@ def load_demo(
     total = num_train + num_test + num_eval
     if total > MAX_EXAMPLES:
         raise ConfigError(f"num_train + num_test + num_eval must be at most {MAX_EXAMPLES}, got {total}")
-    chosen = select_tasks(DEMO_TASK_NAMES, tasks, kind="demo task")
-    specs = {spec.name: spec for spec in DEMO_TASKS}
+    specs = {spec.name: spec for spec in DEMO_TASKS + EXTRA_TASKS}
+    chosen = select_tasks(list(specs), DEMO_TASK_NAMES if tasks is None else tasks, kind="demo task")
     built = tuple(demo_task(specs[name], num_train=num_train, num_test=num_test, num_eval=num_eval, seed=seed)
                   for name in chosen)
     logger.debug("demo stream: %d tasks, %d train / %d test each, seed %d", len(built), num_train, num_test, seed)

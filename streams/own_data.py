@@ -1,4 +1,4 @@
-"""A task from your own data: a ``datasets.Dataset`` (:meth:`Task.from_dataset`) or one data file.
+"""A task from your own data: one data file, or (helpers of :meth:`Task.from_dataset`) a ``datasets.Dataset``.
 
 ``load_stream("reviews.csv", prompt="Review: {text}\\nSentiment:", answer="label",
 labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``) makes a
@@ -112,39 +112,12 @@ def load_data_file(
         max_new_tokens = default_max_new_tokens(train)
     train = subsample(train, max_train_examples, seed=seed, key=f"{task_name}/train")
     test = subsample(test, max_test_examples, seed=seed, key=f"{task_name}/test")
-    task = _task(task_name, train, test, metric, max_new_tokens, where=str(path))
+    task = build_task(task_name, train, test, metric, max_new_tokens, where=str(path))
     return Stream(name=task_name, tasks=(task,), description=f"one task from {path} ({split_rule})")
 
 
-def task_from_dataset(
-    dataset: Any,
-    *,
-    prompt: str = "prompt",
-    answer: str = "answer",
-    labels: Sequence[str] | None = None,
-    name: str = "task",
-    metric: str = "accuracy",
-    max_new_tokens: int | None = None,
-    test: Any = None,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-) -> Task:
-    """What :meth:`Task.from_dataset` does (its docstring has the rules)."""
-    mapping = RecordMapping.from_spec(prompt, answer, labels)
-    if test is None and isinstance(dataset, Mapping):  # a DatasetDict
-        if "train" not in dataset:
-            raise DataError(f"dataset of task {name!r}: a DatasetDict needs a 'train' split; it has "
-                            f"{', '.join(map(str, dataset)) or 'none'}")
-        test = dataset["test"] if "test" in dataset else None
-        dataset = dataset["train"]
-    train = _examples(dataset, mapping, f"dataset of task {name!r}")
-    if test is not None:
-        test_examples = _examples(test, mapping, f"test dataset of task {name!r}")
-    else:
-        train, test_examples = hold_out(train, test_fraction, where=f"dataset of task {name!r}")
-    return _task(name, train, test_examples, metric, max_new_tokens, where=f"dataset of task {name!r}")
-
-
-def _examples(dataset: Any, mapping: RecordMapping, where: str) -> tuple[Example, ...]:
+def dataset_examples(dataset: Any, mapping: RecordMapping, where: str) -> tuple[Example, ...]:
+    """The examples of a ``datasets.Dataset`` (its columns checked first) or of any iterable of records."""
     columns = getattr(dataset, "column_names", None)
     if isinstance(columns, list):
         mapping.check_columns(columns, where)
@@ -156,8 +129,9 @@ def _examples(dataset: Any, mapping: RecordMapping, where: str) -> tuple[Example
     return examples
 
 
-def _task(name: str, train: tuple[Example, ...], test: tuple[Example, ...], metric: str,
-          max_new_tokens: int | None, *, where: str) -> Task:
+def build_task(name: str, train: tuple[Example, ...], test: tuple[Example, ...], metric: str,
+               max_new_tokens: int | None, *, where: str) -> Task:
+    """The task, its metric checked and ``max_new_tokens`` defaulting to :func:`default_max_new_tokens` of ``train``."""
     check_metric(metric, where=where)
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(train)

@@ -1,8 +1,8 @@
 """Reading data records from JSON, JSON Lines, CSV/TSV and Parquet files, through ``datasets``.
 
 Every file goes through ``datasets.load_dataset(kind, data_files=path, streaming=True)`` (local
-files only: no download, no network, nothing written to the ``datasets`` cache), ``kind`` chosen
-by the extension:
+files only: ``datasets`` is held offline while it reads, so no network is touched, and streaming
+writes nothing to its cache), ``kind`` chosen by the extension:
 
 * ``.csv`` / ``.tsv``: ``csv``, every cell read as text (``"007"`` stays ``"007"``, an empty cell is
   ``""``, ``NA`` stays ``"NA"``), a UTF-8 byte-order mark dropped;
@@ -88,16 +88,28 @@ def record_place(path: Path, index: int) -> str:
 
 
 # ---------------------------------------------------------------- through datasets
+#: ``datasets.config`` switches held while a local file loads: offline (otherwise ``load_dataset``
+#: sends a download-count request for the packaged builder to the Hub's S3 bucket, even for local files).
+_OFFLINE = {"HF_HUB_OFFLINE": True, "HF_DATASETS_OFFLINE": True, "HF_UPDATE_DOWNLOAD_COUNTS": False}
+
+
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Hold a library logger at CRITICAL: its errors become our DataError, said once."""
-    library = logging.getLogger(name)
+def _local_and_quiet() -> Iterator[None]:
+    """``datasets`` offline and its logger at CRITICAL (its errors become one DataError), restored afterwards."""
+    from datasets import config
+
+    saved = {name: getattr(config, name) for name in _OFFLINE if hasattr(config, name)}
+    library = logging.getLogger("datasets")
     level = library.level
+    for name in saved:
+        setattr(config, name, _OFFLINE[name])
     library.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         library.setLevel(level)
+        for name, value in saved.items():
+            setattr(config, name, value)
 
 
 def _load(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -116,7 +128,7 @@ def _load(path: Path, kind: str) -> list[dict[str, Any]]:
 
         if hasattr(JsonConfig, "on_mixed_types"):  # datasets >= 4: fail instead of re-encoding mixed fields
             options["on_mixed_types"] = None
-    with _quiet("datasets"):
+    with _local_and_quiet():
         dataset = load_dataset(kind, data_files=str(path), split="train", streaming=True, **options)
         return [dict(record) for record in dataset]
 

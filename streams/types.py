@@ -112,12 +112,28 @@ class Task:
         (``prompt="{sentence}\nSentiment:"``); ``labels``: names of integer labels in the answer
         field.  The test split is ``test`` (same kinds), else the ``DatasetDict``'s ``test``, else a
         held-out slice of ``test_fraction`` (fixed seed).  ``max_new_tokens`` defaults to the longest
-        training answer in UTF-8 bytes + 1 (at most 512).  See :mod:`losia_cl.streams.own_data`.
+        training answer in UTF-8 bytes + 1 (at most 512).
         """
-        from .own_data import task_from_dataset
+        from collections.abc import Mapping
 
-        return task_from_dataset(dataset, prompt=prompt, answer=answer, labels=labels, name=name, metric=metric,
-                                 max_new_tokens=max_new_tokens, test=test, test_fraction=test_fraction)
+        from .mapping import RecordMapping
+        from .own_data import build_task, dataset_examples
+        from .selection import hold_out
+
+        mapping = RecordMapping.from_spec(prompt, answer, labels)
+        where = f"dataset of task {name!r}"
+        if test is None and isinstance(dataset, Mapping):  # a DatasetDict
+            if "train" not in dataset:
+                raise DataError(f"{where}: a DatasetDict needs a 'train' split; it has "
+                                f"{', '.join(map(str, dataset)) or 'none'}")
+            test = dataset["test"] if "test" in dataset else None
+            dataset = dataset["train"]
+        train = dataset_examples(dataset, mapping, where)
+        if test is None:
+            train, held_out = hold_out(train, test_fraction, where=where)
+        else:
+            held_out = dataset_examples(test, mapping, f"test {where}")
+        return build_task(name, train, held_out, metric, max_new_tokens, where=where)
 
     def split(self, name: str) -> tuple[Example, ...]:
         """The examples of split ``"train"``, ``"test"`` or ``"eval"``."""

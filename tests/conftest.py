@@ -22,6 +22,13 @@ def make_tiny_llama(seed: int = 0, layers: int = 2, hidden: int = 64, intermedia
     return LlamaForCausalLM(config)
 
 
+def max_abs_diff(model_a, model_b) -> float:
+    """Largest absolute difference between two models' state dicts (LoSiA-Pro's gradient sinks are not in them)."""
+    a, b = model_a.state_dict(), model_b.state_dict()
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
 @pytest.fixture
 def tiny_llama():
     return make_tiny_llama()

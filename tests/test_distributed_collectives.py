@@ -28,10 +28,13 @@ def _random_grads(model, seed: int) -> None:
 
 def _checks(ctx: DistContext) -> dict:
     """Everything the tests below look at, computed on one rank."""
+    from dataclasses import replace
+
+    from losia_cl.bench import BenchConfig, create_bench_method
     from losia_cl.distributed.reduce import GradientReducer, losia_blocks
     from losia_cl.distributed.verify import check_identical
     from losia_cl.errors import ConfigError
-    from losia_cl.optim import LoSiA, LoSiAConfig
+    from losia_cl.methods import TaskContext
 
     out: dict = {"rank": ctx.rank}
     # 1. dense gradients: summed over the ranks, in small buckets
@@ -42,8 +45,11 @@ def _checks(ctx: DistContext) -> dict:
     out["dense_bytes"] = reducer(model.parameters())
     out["reduced_grads"] = [p.grad.clone() for p in model.parameters()]
     # 2. plain LoSiA: only the subnet blocks of the matrices that do not record travel
-    model = _model(0)
-    optimizer = LoSiA.for_model(model, LoSiAConfig(rank_factor=0.25, period=2), num_training_steps=10)
+    method = create_bench_method("losia", BenchConfig(rank_factor=0.25))  # the plain (masking) LoSiA path
+    method = replace(method, period=2, losia_options={**method.losia_options, "init": "random"})
+    context = TaskContext(task_index=0, num_tasks=1, num_training_steps=10, seed=0)
+    model = method.prepare(_model(0), context)
+    optimizer, _ = method.build_optimizer(model, context)
     ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(20 + ctx.rank))
     model(input_ids=ids, labels=ids).loss.backward()
     trained = [p for p in model.parameters() if p.grad is not None]

@@ -63,3 +63,11 @@ def test_a_method_module_registered_by_entry_point_is_benchmarked(tmp_path):
     rows = [line.split("|")[1:-1] for line in bench.stdout.splitlines() if line.startswith("| ") and "method" not in line]
     assert [r[0].strip() for r in rows] == ["sgd", "full"]
     assert all(float(r[4]) >= 0 for r in rows)  # the memory column: measured in a subprocess that found sgd too
+
+
+def test_a_method_module_that_does_not_import_is_a_one_line_error(tmp_path):
+    result = _cli(["run", "--out", "run"], {"LOSIA_CL_METHODS": "cl_plugins_missing.sgd"}, tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+    assert result.stderr.strip() == ("losia-cl: error: $LOSIA_CL_METHODS: cannot import the method module "
+                                     "'cl_plugins_missing.sgd' (ModuleNotFoundError: No module named "
+                                     "'cl_plugins_missing')")

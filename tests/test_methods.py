@@ -17,7 +17,7 @@ from losia_cl.methods import METHODS, TaskContext, create_method, method_names, 
 from losia_cl.methods.base import register_method
 from losia_cl.methods.dense import DenseMethodDefaults
 from losia_cl.methods.peft_adapter import matched_rank
-from losia_cl.optim import LoSiA, LoSiAConfig
+from losia_cl.optim import LoSiAConfig, build_losia
 from losia_cl.trainer.step import train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_adapter_merges_give_the_adapter_models_outputs(name):
 @pytest.mark.parametrize("rank_factor", [1 / 8, 1 / 4, 1 / 2])
 def test_matched_rank_is_the_lora_rank_closest_to_losias_trainable_count(rank_factor):
     model = make_tiny_llama(seed=0, hidden=64, intermediate=96)
-    losia = LoSiA.for_model(copy.deepcopy(model), LoSiAConfig(rank_factor=rank_factor), num_training_steps=10)
+    losia = build_losia(copy.deepcopy(model), LoSiAConfig(rank_factor=rank_factor))
     target = losia.num_trainable_parameters()
     losia.close()
     rank = matched_rank(model, rank_factor)

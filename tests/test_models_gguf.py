@@ -89,7 +89,9 @@ def write_tiny_gguf(path: Path, model, tokenizer, quantization: str = "F32") -> 
 
 @pytest.fixture(scope="module")
 def tiny():
-    return tiny_llama(seed=3)
+    # transformers' init scale (0.02): small, nearly linear logits, which the 4-bit closeness bounds below assume;
+    # at tiny-llama's default scale two random layers amplify 4-bit rounding to ~50 % of the logits
+    return tiny_llama(seed=3, init_std=0.02)
 
 
 def test_float32_gguf_loads_as_the_same_plain_model(tiny, tmp_path):

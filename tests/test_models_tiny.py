@@ -56,6 +56,23 @@ def test_sizes_are_configurable():
     assert untied.lm_head.weight.data_ptr() != untied.model.embed_tokens.weight.data_ptr()
 
 
+def test_weights_scale_with_the_width_so_logits_can_be_confident():
+    """Default std hidden**-0.5; transformers' 0.02 caps tied-embedding logits at |h|·|e| ≈ 8 · 0.16."""
+    for hidden, kwargs, std in ((64, {}, 0.125), (128, {"num_heads": 4}, 128**-0.5), (64, {"init_std": 0.02}, 0.02)):
+        model, _ = tiny_llama(hidden_size=hidden, **kwargs)
+        for weight in (model.model.embed_tokens.weight, model.model.layers[0].mlp.up_proj.weight):
+            assert weight.std().item() == pytest.approx(std, rel=0.05)
+    ids = torch.arange(3, 60).unsqueeze(0)
+    caps = []
+    for model, _ in (tiny_llama(init_std=0.02), tiny_llama()):
+        # the final RMSNorm (weight 1) gives |h| = sqrt(64) = 8, so |logit| <= 8 * max |embedding row|
+        cap = 8 * model.model.embed_tokens.weight.norm(dim=1).max().item()
+        with torch.no_grad():
+            assert model(ids).logits.abs().max().item() <= cap * 1.001
+        caps.append(cap)
+    assert caps[0] < 2.5 < 8 < caps[1]  # 0.02: every softmax stays near uniform over 259 tokens
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -64,6 +81,7 @@ def test_sizes_are_configurable():
         ({"num_kv_heads": 3}, "divisible by num_kv_heads"),
         ({"seed": 1.5}, "seed"),
         ({"hidden_size": True}, "hidden_size"),
+        ({"init_std": 0}, "init_std"),
     ],
 )
 def test_bad_sizes_raise_config_error(kwargs, field):

@@ -10,17 +10,18 @@ import pytest
 import torch
 from torch import nn
 
-from losia_cl import ConfigError, LoSiA, LoSiAConfig
+from losia_cl import ConfigError, LoSiAConfig, build_losia
 from losia_cl.optim.localize import localization_candidates, localize, sensitivity, update_importance_emas
+from losia_cl.optim.lr import losia_scheduler
 from losia_cl.optim.schedule import SlotSchedule, envelope_lr, rewarm_factor
 from losia_cl.optim.targets import find_targets
 
-from conftest import make_tiny_llama
+from conftest import make_tiny_llama, max_abs_diff
 
 CONSTANT_LR = {"warmup_ratio": 0.0, "min_lr_ratio": 1.0}
 
 
-def train_steps(model, opt, ids, steps, clip=None, on_step=None):
+def train_steps(model, opt, ids, steps, clip=None, on_step=None, scheduler=None):
     losses = []
     for s in range(steps):
         loss = model(input_ids=ids, labels=ids).loss
@@ -30,6 +31,8 @@ def train_steps(model, opt, ids, steps, clip=None, on_step=None):
         if on_step is not None:
             on_step(s)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         opt.zero_grad()
         losses.append(loss.item())
     return losses
@@ -40,13 +43,12 @@ def test_full_rank_without_relocalization_equals_adamw(batch):
     model_a = make_tiny_llama(seed=3)
     model_b = copy.deepcopy(model_a)
     config = LoSiAConfig(rank_factor=1.0, period=1000, lr=1e-3, weight_decay=0.01, dense_params="adamw", **CONSTANT_LR)
-    losia = LoSiA.for_model(model_a, config, num_training_steps=20)
+    losia = build_losia(model_a, config)
     adamw = torch.optim.AdamW(model_b.parameters(), lr=1e-3, betas=config.betas, eps=config.eps, weight_decay=0.01)
     train_steps(model_a, losia, batch, 20)
     train_steps(model_b, adamw, batch, 20)
-    worst = max((pa - pb).abs().max().item() for pa, pb in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-6
-    moved = max((pa - pb).abs().max().item() for pa, pb in zip(model_a.parameters(), make_tiny_llama(seed=3).parameters()))
+    assert max_abs_diff(model_a, model_b) < 1e-6
+    moved = max_abs_diff(model_a, make_tiny_llama(seed=3))
     assert moved > 1e-3  # the comparison is not vacuous: both really trained
 
 
@@ -54,7 +56,7 @@ def test_full_rank_without_relocalization_equals_adamw(batch):
 @pytest.mark.parametrize("pro", [False, True])
 def test_entries_outside_subnet_never_change(batch, pro):
     model = make_tiny_llama(seed=4)
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=pro), num_training_steps=30)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=pro))
     weights = {g["name"]: g["params"][0] for g in opt.param_groups if g["losia"]}
     checked = 0
     for _ in range(14):  # > one full cycle of 2 slots x T=2, so several re-localizations happen
@@ -131,7 +133,7 @@ def test_envelope_and_rewarm_match_formula():
 def test_relocalization_steps(mode, batch):
     model = make_tiny_llama(seed=5, layers=3)
     period, slots = 2, 3
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=period, schedule=mode), num_training_steps=40)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=period, schedule=mode))
     groups = {g["slot"]: g for g in opt.param_groups if g["losia"]}
     assert sorted(groups) == [0, 1, 2]
     seen: dict[int, list[int]] = {i: [] for i in range(slots)}
@@ -160,7 +162,7 @@ def test_slot_schedule_importance_init_offset():
 def test_importance_init_scores_before_training(batch):
     model = make_tiny_llama(seed=6)
     before = copy.deepcopy(model.state_dict())
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=3, init="importance"), num_training_steps=30)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=3, init="importance"))
     train_steps(model, opt, batch, 3)
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name  # the first T steps only score
@@ -174,19 +176,24 @@ def test_importance_init_scores_before_training(batch):
 def test_state_dict_round_trip_is_bit_identical(batch):
     config = LoSiAConfig(rank_factor=1 / 4, period=3, lr=5e-3, dense_params="adamw", warmup_ratio=0.1)
     model = make_tiny_llama(seed=7)
-    opt = LoSiA.for_model(model, config, num_training_steps=40)
-    train_steps(model, opt, batch, 7)  # mid-slot: importance EMAs are live
+    opt = build_losia(model, config)
+    scheduler = losia_scheduler(opt, 40)
+    train_steps(model, opt, batch, 7, scheduler=scheduler)  # mid-slot: importance EMAs are live
+    opt.clip_grad_norm_(1e9)  # counted (results record whether LoSiA clipped)
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": scheduler.state_dict()}, buffer)
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
     resumed = make_tiny_llama(seed=99)
     resumed.load_state_dict(saved["model"])
-    opt2 = LoSiA.for_model(resumed, config, num_training_steps=40)
+    opt2 = build_losia(resumed, config)
+    scheduler2 = losia_scheduler(opt2, 40)
     opt2.load_state_dict(saved["opt"])
-    assert opt2.global_step == 7
-    train_steps(model, opt, batch, 10, clip=1.0)
-    train_steps(resumed, opt2, batch, 10, clip=1.0)
+    scheduler2.load_state_dict(saved["sched"])
+    assert opt2.global_step == 7 and opt2.clip_count == 1
+    assert opt2.relocalization_counts() == opt.relocalization_counts() != {n: 0 for n in opt.relocalization_counts()}
+    train_steps(model, opt, batch, 10, clip=1.0, scheduler=scheduler)
+    train_steps(resumed, opt2, batch, 10, clip=1.0, scheduler=scheduler2)
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     for name, (rows, cols) in opt.subnets().items():
@@ -195,13 +202,14 @@ def test_state_dict_round_trip_is_bit_identical(batch):
 
 def test_state_numel_is_subnet_moments_plus_one_layer_of_importance(batch):
     model = make_tiny_llama(seed=8)
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 8, period=4), num_training_steps=40)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 8, period=4))
     train_steps(model, opt, batch, 5)  # step 5 lies in slot 1 (steps 4..7): layer 1 records
     groups = [g for g in opt.param_groups if g["losia"]]
     moments = 2 * sum(g["num_rows"] * g["num_cols"] for g in groups)
     importance = 2 * sum(g["params"][0].numel() for g in groups if g["slot"] == 1)
     numel = sum(
-        v.numel() for s in opt.state.values() for k, v in s.items() if k not in ("rows", "cols", "step", "last_relocalization")
+        v.numel() for s in opt.state.values() for k, v in s.items()
+        if k not in ("rows", "cols", "step", "last_relocalization", "relocalizations")
     )
     assert numel == moments + importance
     # per layer, p = 1/8: q 8x8, k 4x8, v 4x8, o 8x8, gate 16x8, up 16x8, down 8x16 = 576 entries
@@ -217,7 +225,7 @@ def test_state_numel_is_subnet_moments_plus_one_layer_of_importance(batch):
 def test_tiny_llama_learns_a_fixed_batch(batch, dense_params, rank_factor, lr, min_drop):
     model = make_tiny_llama(seed=0)
     config = LoSiAConfig(rank_factor=rank_factor, period=5, lr=lr, dense_params=dense_params, **CONSTANT_LR)
-    opt = LoSiA.for_model(model, config, num_training_steps=100)
+    opt = build_losia(model, config)
     losses = train_steps(model, opt, batch, 100, clip=1.0)
     drop = 1 - losses[-1] / losses[0]
     # measured: adamw p=1/8 4.91 -> 0.01 (99.8%); frozen p=1/4 4.91 -> ~3.7 (~25%)
@@ -227,7 +235,7 @@ def test_tiny_llama_learns_a_fixed_batch(batch, dense_params, rank_factor, lr, m
 def test_gradient_accumulation_equals_one_big_batch(batch):
     config = LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2)
     model_a, model_b = make_tiny_llama(seed=9), make_tiny_llama(seed=9)
-    opt_a, opt_b = LoSiA.for_model(model_a, config, 20), LoSiA.for_model(model_b, config, 20)
+    opt_a, opt_b = build_losia(model_a, config), build_losia(model_b, config)
     for _ in range(6):
         model_a(input_ids=batch, labels=batch).loss.backward()
         for half in (batch[:2], batch[2:]):
@@ -235,22 +243,20 @@ def test_gradient_accumulation_equals_one_big_batch(batch):
         for opt in (opt_a, opt_b):
             opt.step()
             opt.zero_grad()
-    worst = max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-5
+    assert max_abs_diff(model_a, model_b) < 1e-5
 
 
 def test_layerwise_mode_matches_step_mode(batch):
     base = LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2)
     model_a, model_b = make_tiny_llama(seed=10), make_tiny_llama(seed=10)
-    opt_a = LoSiA.for_model(model_a, base, 20)
-    opt_b = LoSiA.for_model(model_b, LoSiAConfig(**{**base.to_dict(), "layerwise": True}), 20)
+    opt_a = build_losia(model_a, base)
+    opt_b = build_losia(model_b, LoSiAConfig(**{**base.to_dict(), "layerwise": True}))
     grads_seen = []
     train_steps(model_a, opt_a, batch, 9)
     train_steps(model_b, opt_b, batch, 9,
                 on_step=lambda s: grads_seen.append(sum(p.grad is not None for g in opt_b.param_groups if g["losia"] for p in g["params"])))
     assert grads_seen == [0] * 9  # target gradients were freed inside backward
-    worst = max((a - b).abs().max().item() for a, b in zip(model_a.parameters(), model_b.parameters()))
-    assert worst < 1e-6
+    assert max_abs_diff(model_a, model_b) < 1e-6
 
 
 # ---------------------------------------------------------------- 7. GPT-2 (Conv1D) and targeting
@@ -259,7 +265,7 @@ def test_gpt2_conv1d_targets_train_and_stay_confined():
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=2))
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=3, lr=1e-2), num_training_steps=20)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=3, lr=1e-2))
     shapes = opt.target_shapes()
     assert shapes["transformer.h.0.attn.c_attn"] == (96, 32)  # (d_out, d_in) although stored (32, 96)
     ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
@@ -271,8 +277,23 @@ def test_gpt2_conv1d_targets_train_and_stay_confined():
     assert changed.numel() > 0
     assert set(changed[:, 1].tolist()) <= set(rows.tolist()) and set(changed[:, 0].tolist()) <= set(cols.tolist())
     assert losses[-1] < losses[0]
-    with pytest.raises(ConfigError, match="Conv1D"):
-        LoSiA.for_model(model, LoSiAConfig(pro=True), num_training_steps=5)
+
+
+def test_pro_falls_back_to_the_plain_path_for_conv1d(caplog):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from losia_cl.optim.pro import LoSiAProLinear
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    with caplog.at_level("INFO", logger="losia_cl.optim.build"):
+        opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=3, lr=1e-2, pro=True))
+    lines = [r.getMessage() for r in caplog.records if r.name == "losia_cl.optim.build"]
+    assert lines == ["LoSiA: 8 of 8 target matrices on the plain path (LoSiA-Pro needs nn.Linear, not Conv1D)"]
+    assert not any(isinstance(m, LoSiAProLinear) for m in model.modules())
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    losses = train_steps(model, opt, ids, 3)
+    assert losses[-1] < losses[0]
 
 
 def test_targets_are_found_structurally_with_slots(tiny_llama):
@@ -287,10 +308,21 @@ def test_targets_are_found_structurally_with_slots(tiny_llama):
 
 
 def test_head_slot_trains_rows_of_the_output_head(tiny_llama, batch):
-    opt = LoSiA.for_model(tiny_llama, LoSiAConfig(rank_factor=1 / 8, period=2, output_rank_factor=0.25), 20)
+    opt = build_losia(tiny_llama, LoSiAConfig(rank_factor=1 / 8, period=2, lr=1e-2, output_rank_factor=0.25))
     assert opt.schedule.num_slots == 3
+    head = tiny_llama.lm_head.weight
     rows, cols = opt.subnets()["lm_head"]
-    assert rows.numel() == 32 and cols.numel() == 64
+    assert rows.numel() == 32 and cols.numel() == 64  # floor(V/4) rows of V = 128, every column
+    before = head.detach().clone()
+    embed = tiny_llama.model.embed_tokens.weight.detach().clone()
+    train_steps(tiny_llama, opt, batch, 4)  # slots 0 and 1 record; the head (slot 2) trains its subnet
+    changed = (head.detach() != before).any(dim=1)
+    in_subnet = torch.zeros(128, dtype=torch.bool)
+    in_subnet[rows] = True
+    assert changed[in_subnet].all()  # every subnet row of the head moved ...
+    assert not changed[~in_subnet].any()  # ... and no other row
+    assert torch.equal(tiny_llama.model.embed_tokens.weight.detach(), embed)  # dense_params='frozen'
+    assert torch.equal(opt.subnets()["lm_head"][0], rows)  # not re-localized yet: its slot ends at step 6
 
 
 # ---------------------------------------------------------------- configuration errors
@@ -312,16 +344,16 @@ def test_config_errors_name_field_and_range(field, value, words):
 def test_model_without_linear_layers_is_a_clear_error():
     model = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4))
     with pytest.raises(ConfigError, match="no nn.Linear or Conv1D"):
-        LoSiA.for_model(model, LoSiAConfig())
+        build_losia(model, LoSiAConfig())
 
 
 def test_unmatched_target_patterns_list_candidates(tiny_llama):
     with pytest.raises(ConfigError, match="model.layers.0.self_attn.q_proj"):
-        LoSiA.for_model(tiny_llama, LoSiAConfig(target_modules=("attention.query",)))
+        build_losia(tiny_llama, LoSiAConfig(target_modules=("attention.query",)))
 
 
 def test_load_state_dict_refuses_other_schedule(tiny_llama):
-    opt = LoSiA.for_model(tiny_llama, LoSiAConfig(period=3))
-    other = LoSiA.for_model(make_tiny_llama(), LoSiAConfig(period=4))
+    opt = build_losia(tiny_llama, LoSiAConfig(period=3))
+    other = build_losia(make_tiny_llama(), LoSiAConfig(period=4))
     with pytest.raises(ConfigError, match="period"):
         other.load_state_dict(opt.state_dict())

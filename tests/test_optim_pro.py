@@ -9,32 +9,38 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from losia_cl import LoSiA, LoSiAConfig, unpatch
+from losia_cl import LoSiAConfig, build_losia, unpatch
+from losia_cl.optim.lr import losia_scheduler
 from losia_cl.optim.pro import LoSiAProLinear
 
 from conftest import make_tiny_llama
 
 
-def _train(model, opt, ids, steps, clip=1.0):
+def _train(model, opt, ids, steps, clip=1.0, scheduler=None):
     for _ in range(steps):
         model(input_ids=ids, labels=ids).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         opt.zero_grad()
 
 
 @pytest.mark.parametrize("dense_params", ["frozen", "adamw"])
-def test_pro_equals_plain_losia_over_three_cycles(batch, dense_params):
+def test_pro_by_default_equals_plain_losia_over_three_cycles(batch, dense_params):
     base = make_tiny_llama(seed=11, layers=2)
     config = dict(rank_factor=1 / 4, period=3, lr=5e-3, dense_params=dense_params, warmup_ratio=0.1)
     plain, pro = copy.deepcopy(base), copy.deepcopy(base)
     steps = 3 * 2 * 3 + 1  # three full cycles of N=2 slots x T=3, plus one step
-    opt_plain = LoSiA.for_model(plain, LoSiAConfig(**config), num_training_steps=steps)
-    opt_pro = LoSiA.for_model(pro, LoSiAConfig(**config, pro=True), num_training_steps=steps)
+    opt_plain = build_losia(plain, LoSiAConfig(**config, pro=False))
+    opt_pro = build_losia(pro, LoSiAConfig(**config))  # LoSiA-Pro is the default
+    assert sum(isinstance(m, LoSiAProLinear) for m in pro.modules()) == 14
+    assert not any(isinstance(m, LoSiAProLinear) for m in plain.modules())
+    sched_plain, sched_pro = losia_scheduler(opt_plain, steps), losia_scheduler(opt_pro, steps)
     history_plain, history_pro = [], []
     for _ in range(steps):
-        _train(plain, opt_plain, batch, 1)
-        _train(pro, opt_pro, batch, 1)
+        _train(plain, opt_plain, batch, 1, scheduler=sched_plain)
+        _train(pro, opt_pro, batch, 1, scheduler=sched_pro)
         history_plain.append(opt_plain.subnets())
         history_pro.append(opt_pro.subnets())
     for a, b in zip(history_plain, history_pro):
@@ -148,7 +154,7 @@ def test_bfloat16_autocast_on_cpu():
 
 def test_training_under_autocast_runs(batch):
     model = make_tiny_llama(seed=12)
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=True), 10)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=True))
     losses = []
     for _ in range(6):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -162,7 +168,7 @@ def test_training_under_autocast_runs(batch):
 
 def test_unpatch_round_trip_and_plain_checkpoint(batch):
     model = make_tiny_llama(seed=13)
-    opt = LoSiA.for_model(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=True), 10)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=1e-2, pro=True))
     _train(model, opt, batch, 3)
     assert sum(isinstance(m, LoSiAProLinear) for m in model.modules()) == 14
     state = model.state_dict()

@@ -36,6 +36,13 @@ def test_python_example_runs():
     assert "trainable entries" in result.stdout
 
 
+def test_trainer_example_runs(tmp_path):
+    block = re.search(r"With the Hugging Face `Trainer`.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trained 4608 entries per step" in result.stdout  # 2 layers x (256 + 128 + 128 + 256 + 3 x 512)
+
+
 def test_every_config_field_is_documented():
     from losia_cl import LoSiAConfig
 
@@ -60,9 +67,16 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert found == listed
 
 
-def test_run_example_runs(tmp_path):
+def test_run_example_learns_and_forgets(tmp_path):
+    """The smoke run shows something: for each method a task scores > 0 right after its training, then drops."""
+    import json
+
     block = re.search(r"The whole main job is callable too.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
     result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "runs" / "readme-example" / "losia" / "results.json").exists()
-    assert result.stdout.startswith("[[")
+    for method in ("losia", "full"):
+        scores = json.loads((tmp_path / "runs" / "readme-example" / method / "results.json").read_text())["scores"]
+        diagonal = [scores[i + 1][i] for i in range(len(scores) - 1)]
+        assert any(d > 0 for d in diagonal), (method, scores)
+        assert any(scores[-1][i] < d for i, d in enumerate(diagonal[:-1])), (method, scores)  # forgotten
+        assert f"{method} {scores}" in result.stdout

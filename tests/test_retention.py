@@ -13,7 +13,8 @@ from losia_cl.retention.drift import GeneralProbe
 from losia_cl.retention.probe import KINDS, ProbeItem, is_right, load_probe
 from losia_cl.streams.tokenization import collate_for_training, encode_examples
 from losia_cl.streams.types import Example
-from losia_cl.trainer.evaluate import generate_answers
+from losia_cl.streams.types import Task
+from losia_cl.trainer.evaluate import Evaluator
 from losia_cl.trainer.loss import answer_loss
 
 
@@ -55,9 +56,11 @@ def test_drift_is_exactly_zero_for_the_base_and_positive_after_full_fine_tuning(
     model, tokenizer = tiny_llama(seed=0)
     items = load_probe()[::6]
     # the probe's answers are what the base model says, so the base gets them all right
-    said = generate_answers(model, tokenizer, [Example(i.prompt, i.reference) for i in items], max_new_tokens=8,
-                            batch_size=16, max_length=256)
-    items = [ProbeItem(i.prompt, (s,), i.kind) for i, s in zip(items, said) if s.strip()]
+    probe = Task(name="p", train=(Example("a", "b"),), test=tuple(Example(i.prompt, i.reference) for i in items),
+                 metric="accuracy", max_new_tokens=8)
+    said = Evaluator(tokenizer, [probe], batch_size=16, max_length=256).generate(model)[0]
+    items = [ProbeItem(i.prompt, (s,), i.kind) for i, s in zip(items, said)
+             if s.strip() and len(s.strip().splitlines()) == 1]  # one line, as the right-answer rule reads
     probe = GeneralProbe(model, tokenizer, items=items, batch_size=16, max_length=256)
     assert probe.base_right == len(items) > 5
     base = probe.measure(model)

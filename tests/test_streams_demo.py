@@ -30,6 +30,9 @@ def solve(prompt: str) -> tuple[str, str]:
         return "successor", words[words.index(m.group(1)) + 1]
     if m := re.fullmatch(r"Which item comes before (\w+)\?", question):
         return "predecessor", words[words.index(m.group(1)) - 1]
+    if m := re.fullmatch(r"Is (\w+) on the list\?", question):
+        assert m.group(1) in CATEGORY_OF
+        return "check", "true" if m.group(1) in words else "false"
     raise AssertionError(question)
 
 
@@ -122,3 +125,12 @@ def test_bad_options():
         load_stream("demo", num_train=20_000, num_test=1)
     with pytest.raises(ConfigError, match="num_eval must be a positive integer"):
         load_stream("demo", num_eval=0)
+
+
+def test_the_extra_check_task_loads_only_by_name():
+    stream = load_stream("demo", tasks="check,position", num_train=12, num_test=6)
+    assert stream.task_names == ["check", "position"]
+    check = stream.task("check")
+    assert Counter(ex.answer for ex in check.train) == {"true": 6, "false": 6}
+    for example in check.train + check.test + check.eval:
+        assert solve(example.prompt) == ("check", example.answer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -174,19 +175,38 @@ def test_one_data_file_is_a_task_with_a_sibling_or_held_out_test_split(tmp_path)
 def test_reading_data_touches_no_network_and_imports_stay_lazy(tmp_path):
     for suffix in (".jsonl", ".csv", ".parquet"):
         _write(tmp_path / f"d{suffix}", RECORDS)
-    code = (
+    code = (  # every attempt is recorded, even one a library would catch and fall back from
         "import socket, sys\n"
-        "def refuse(*a, **k): raise AssertionError('network touched')\n"
+        "attempts = []\n"
+        "def refuse(*a, **k):\n"
+        "    attempts.append(a[1:] or a)\n"
+        "    raise OSError('network touched')\n"
         "socket.socket.connect = refuse; socket.create_connection = refuse; socket.getaddrinfo = refuse\n"
         "import losia_cl.streams as s\n"
         "assert 'datasets' not in sys.modules and 'torch' not in sys.modules\n"
-        f"for suffix in ('.jsonl', '.csv', '.parquet'):\n"
+        "for suffix in ('.jsonl', '.csv', '.parquet'):\n"
         f"    print(len(s.read_records(r'{tmp_path}/d' + suffix)))\n"
+        "print('attempts', attempts)\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}  # online mode
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["2", "2", "2"]
+    assert result.stdout.splitlines() == ["2", "2", "2", "attempts []"]
+
+
+def test_cli_runs_one_data_file(tmp_path, monkeypatch, capsys):
+    from losia_cl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sst2").mkdir()
+    _write(tmp_path / "sst2" / "train.jsonl", [{"prompt": f"say {w}", "answer": w} for w in ("yes", "no")] * 4)
+    _write(tmp_path / "sst2" / "test.jsonl", [{"prompt": "say yes", "answer": "yes"}])
+    code = main(["run", "--stream", "sst2/train.jsonl", "--model", "tiny-llama", "--methods", "full", "--max-steps",
+                 "1", "--batch-size", "4", "--no-report", "-q"])
+    assert code == 0
+    run = json.loads((tmp_path / "runs" / "sst2-tiny-llama-seed0" / "run.json").read_text())
+    assert run["stream"] == "sst2" and run["tasks"] == ["sst2"] and run["config"]["stream"] == "sst2/train.jsonl"
+    assert "| full |" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the two documented layouts, run end to end
@@ -216,16 +236,15 @@ def _sentiment_files(root: Path) -> Path:
     return root / "sentiment.toml"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("layout", [_alpaca_files, _sentiment_files])
-def test_documented_layouts_run_through_losia_cl_run(tmp_path, layout):
+def test_documented_layouts_run_through_losia_cl_run(tmp_path, layout, monkeypatch):
+    from losia_cl.cli import main
+
     manifest = layout(tmp_path)
-    args = ["run", "--stream", str(manifest), "--model", "tiny-llama", "--methods", "losia", "--max-steps", "2",
-            "--max-test-examples", "2", "--batch-size", "4", "--max-length", "96", "--no-report", "--out",
-            str(tmp_path / "run")]
-    result = subprocess.run([sys.executable, "-m", "losia_cl.cli", *args], capture_output=True, text=True,
-                            timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--stream", manifest.name, "--model", "tiny-llama", "--methods", "losia", "--max-steps", "2",
+            "--max-test-examples", "2", "--batch-size", "4", "--max-length", "96", "--no-report", "--out", "run", "-q"]
+    assert main(args) == 0
     results = json.loads((tmp_path / "run" / "losia" / "results.json").read_text())
     stream = load_stream(manifest)
     assert results["tasks"] == stream.task_names and len(results["scores"]) == len(stream) + 1

@@ -25,6 +25,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from losia_cl.avalanche.benchmark import TextEncoding, as_benchmark, collate_text_batch, experience_task
+from losia_cl.avalanche.loggers import MetricsCSVLogger
 from losia_cl.avalanche.metrics import (
     ExperienceScoreBWT,
     ExperienceScoreForgetting,
@@ -61,6 +62,7 @@ __all__ = [
     "ExperienceScoreForwardTransfer",
     "ExperienceTaskScore",
     "IncompatiblePluginError",
+    "MetricsCSVLogger",
     "StabilityMetric",
     "StreamScoreBWT",
     "StreamScoreForgetting",

@@ -9,8 +9,9 @@
   subnets the method trains (LoSiA); :func:`stability_metrics`:
   :class:`~losia_cl.metrics.StabilityTracker` on the target weights after every experience.
 
-All emit plain floats through the evaluation plugin, so the interactive, text, CSV and
-TensorBoard loggers print them.  They read what :class:`~losia_cl.avalanche.CausalLMStrategy`
+All emit plain floats through the evaluation plugin, so the interactive, text and TensorBoard
+loggers, and :class:`~losia_cl.avalanche.MetricsCSVLogger`, record them (Avalanche's ``CSVLogger``
+keeps a fixed set of accuracy/loss columns and records none of them).  They read what :class:`~losia_cl.avalanche.CausalLMStrategy`
 computes (``last_evaluation``, ``new_subnets``, ``method``).
 """
 

@@ -74,7 +74,7 @@ REFUSED_PLUGINS: dict[str, str] = {
     "MemoryFeCAMUpdate": "updates the class statistics of a FeCAM classifier",
     "FeCAMOracle": "updates the class statistics of a FeCAM classifier",
     "LRSchedulerPlugin": "schedules the learning rate, but each method builds its own schedule per experience "
-                         "(LoSiA inside its optimizer); set it through the method's options (lr, warmup_ratio, ...)",
+                         "(LoSiA's included); set it through the method's options (lr, warmup_ratio, ...)",
 }
 
 
@@ -95,8 +95,8 @@ class IncompatiblePluginError(ConfigError):
 #: linear layers for subnet layers during every experience.
 REFUSED_WITH_PRO: dict[str, str] = {
     "SynapticIntelligencePlugin": "keys its per-parameter state by parameter name, and LoSiA-Pro swaps the linear "
-                                  "layers (and their parameter names) during every experience; use method='losia', "
-                                  "which trains the same updates",
+                                  "layers (and their parameter names) during every experience; use method='losia' with "
+                                  "method_options={'losia_options': {'pro': False}}, which trains the same updates",
 }
 
 

@@ -6,7 +6,8 @@ data-parallel step each: the global batch of ``batch_size`` sequences is split a
 gradients are all-reduced (:class:`~losia_cl.distributed.reduce.GradientReducer`), then clipped and
 applied.  Per method it reports the median step time (slowest rank), the median time spent in the
 all-reduce (after a barrier, so waiting for the slower rank is not counted), the bytes all-reduced per step, and the bytes the same gradients would take if every
-existing gradient travelled whole.
+existing gradient travelled whole.  LoSiA runs with random initial subnets, so the measured steps
+are in the steady state (one layer records importance), not in an importance-init scoring phase.
 
 ``local_importance`` adds, for LoSiA-Pro, a variant measuring the communication of the remedy
 that keeps the recording layer's importance EMAs per rank (docs/distributed.md): inside a slot the
@@ -21,7 +22,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -60,9 +61,14 @@ def _build(method: str, cfg: Any, ctx: DistContext, local_importance: bool = Fal
     """
     from losia_cl.bench import _lm_loss, _sync, build_model, create_bench_method
     from losia_cl.methods import TaskContext
+    from losia_cl.methods.losia import LoSiAMethod
     from losia_cl.trainer.step import apply_update
 
     trainer_method = create_bench_method(method, cfg)
+    if isinstance(trainer_method, LoSiAMethod):
+        # the steady state, one layer recording at a time: with init="importance" every layer records (and
+        # sends its full gradient) during the task's first T steps
+        trainer_method = replace(trainer_method, losia_options={**trainer_method.losia_options, "init": "random"})
     context = TaskContext(task_index=0, num_tasks=1, num_training_steps=1000, seed=cfg.seed)
     model = trainer_method.prepare(build_model(cfg), context)
     optimizer, scheduler = trainer_method.build_optimizer(model, context)
@@ -123,8 +129,6 @@ def _time_all_reduce(ctx: DistContext, nbytes: int, device: str, repeats: int = 
 def run_rank(ctx: DistContext, config: dict[str, Any], methods: Sequence[str], local_importance: bool,
              threads: int | None) -> dict[str, Any]:
     """One rank of the benchmark (called in every process by :func:`~losia_cl.distributed.spawn.spawn`)."""
-    from dataclasses import replace
-
     from losia_cl.bench import BenchConfig
 
     if threads:

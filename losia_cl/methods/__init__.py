@@ -16,6 +16,7 @@ import os
 import pkgutil
 from importlib import metadata
 
+from losia_cl.errors import ConfigError
 from losia_cl.methods.base import (
     METHODS,
     Method,
@@ -43,14 +44,22 @@ def method_names() -> list[str]:
     return METHODS.names()
 
 
+def _import_plugin(name: str, source: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        raise ConfigError(f"{source}: cannot import the method module {name!r} "
+                          f"({type(error).__name__}: {error})") from error
+
+
 def _discover() -> None:
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+        _import_plugin(entry.module, f"entry point {entry.name!r} of group {ENTRY_POINT_GROUP!r}")
     for name in filter(None, (part.strip() for part in os.environ.get(ENV_VAR, "").split(","))):
-        importlib.import_module(name)
+        _import_plugin(name, f"${ENV_VAR}")
 
 
 _discover()

@@ -109,8 +109,8 @@ def register_method(name: str) -> Callable[[M], M]:
         undocumented = [f.name for f in fields(cls) if not f.metadata.get("help")]
         if undocumented:
             raise TypeError(f"method {name!r}: option(s) {undocumented} lack metadata['help'] (use fields.documented)")
-        cls.name = name.lower()
         METHODS.register(name, cls)
+        cls.name = name.lower()
         return cls
 
     return add

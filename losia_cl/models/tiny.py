@@ -112,6 +112,7 @@ def tiny_llama(
     *,
     max_position_embeddings: int = 1024,
     tie_word_embeddings: bool = True,
+    init_std: float | None = None,
 ) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """A randomly initialised float32 ``LlamaForCausalLM`` on the CPU (eval mode) and its byte tokenizer.
 
@@ -119,11 +120,22 @@ def tiny_llama(
     RNG state is left as it was.  The vocabulary is :data:`BYTE_VOCAB_SIZE`
     (259).  Cast or move the model afterwards (``model.to(...)``), or use
     ``load_model("tiny-llama", dtype=..., device=...)``.
+
+    Weights are drawn with standard deviation ``init_std``, by default
+    ``hidden_size ** -0.5`` (0.125 at hidden 64) rather than transformers' 0.02,
+    which suits wide models: with 0.02, tied embeddings of norm ~0.16 against a
+    final RMS-normalized state of norm 8 cap every logit near ±1.3, so a method
+    that trains only the decoder blocks' linear layers (LoSiA with its default
+    frozen embeddings and norms) cannot make the model confident of any token,
+    whatever its budget.
     """
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    if init_std is not None and (isinstance(init_std, bool) or not isinstance(init_std, (int, float))
+                                 or not init_std > 0):
+        raise ConfigError(f"init_std must be a positive number or None, got {init_std!r}")
     sizes = TinyLlamaConfig(
         num_layers=num_layers,
         hidden_size=hidden_size,
@@ -147,6 +159,7 @@ def tiny_llama(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         rms_norm_eps=1e-5,
+        initializer_range=sizes.hidden_size**-0.5 if init_std is None else init_std,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

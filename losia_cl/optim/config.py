@@ -12,7 +12,9 @@ from losia_cl.fields import documented
 IMPORTANCE_KINDS = ("mix", "first", "second")
 SCHEDULES = ("async", "sync")
 INITS = ("random", "importance")
-DENSE_PARAMS = ("frozen", "adamw")
+DENSE_PARAMS = ("frozen", "adamw", "adam")
+OUTPUT_SLOTS = ("last", "first")
+SUBNET_ROUNDINGS = ("floor", "int")
 
 
 @dataclass
@@ -25,7 +27,8 @@ class LoSiAConfig:
     """
 
     rank_factor: float = documented(
-        "p in (0, 1]: each target matrix trains a sub-matrix of floor(p*d_out) rows x floor(p*d_in) columns.",
+        "p in (0, 1]: each target matrix trains a sub-matrix of floor(p*d_out) rows x floor(p*d_in) columns "
+        "(at least 1 each; see subnet_rounding).",
         1 / 8,
     )
     period: int = documented(
@@ -33,12 +36,15 @@ class LoSiAConfig:
         "its slot and re-localizes at the slot's end.",
         50,
     )
-    lr: float = documented("Peak learning rate (> 0) of the subnet (and dense) updates.", 1e-4)
+    lr: float = documented(
+        "Peak learning rate (> 0): every parameter group's initial lr (a scheduler may change it at every step).", 1e-4
+    )
     betas: tuple[float, float] = documented("Adam coefficients (beta1, beta2), each in [0, 1).", (0.9, 0.999))
     eps: float = documented("Adam denominator epsilon (> 0).", 1e-6)
     weight_decay: float = documented("Decoupled weight decay (>= 0), applied to the trained subnet entries only.", 0.0)
     warmup_ratio: float = documented(
-        "Fraction in [0, 1) of all training steps spent in the global linear warm-up of the learning-rate envelope.",
+        "Fraction in [0, 1) of all training steps spent in the linear warm-up of the learning-rate envelope "
+        "(losia_cl.optim.lr.losia_scheduler; the losia method uses it).",
         0.0,
     )
     min_lr_ratio: float = documented(
@@ -65,10 +71,39 @@ class LoSiAConfig:
         "an extra time slot whose subnet is floor(q*V) rows x all columns.",
         0.0,
     )
+    output_slot: str = documented(
+        "Time slot of the output head when output_rank_factor > 0: 'last' (default, after the decoder blocks) "
+        "or 'first' (slot 0, the blocks after it, as the official code).",
+        "last",
+    )
+    subnet_rounding: str = documented(
+        "Subnet size of a d-sized dimension: 'floor' (default) max(1, floor(p*d)); 'int' int(p*d) as the "
+        "official code, where a matrix whose subnet would be empty stays frozen.",
+        "floor",
+    )
     dense_params: str = documented(
-        "Non-target parameters (embeddings, norms, head when q = 0): 'frozen' (default, a true PEFT method) or "
-        "'adamw' (trained densely with AdamW under the same learning-rate envelope).",
+        "Non-target parameters (embeddings, norms, head when q = 0): 'frozen' (default, a true PEFT method), "
+        "'adamw' (trained densely with AdamW at the group's learning rate) or 'adam' (torch.optim.Adam as the "
+        "official code: L2 weight decay added to the gradient, eps 1e-8).",
         "frozen",
+    )
+    keep_step_count: bool = documented(
+        "False (default): a re-localized block restarts Adam's step counter with its zeroed moments, so bias "
+        "correction starts afresh. True: the counter keeps counting (official code): the zeroed moments get "
+        "the bias correction of an old step.",
+        False,
+    )
+    ramps_from_zero: bool = documented(
+        "False (default): the warm-up of the envelope and each re-warm ramp start at lr/W and lr/T. True: at 0 "
+        "(lr*s/W and lr*(s-r)/T, as the official code and Hugging Face schedules), so the first step after a "
+        "re-localization runs at lr 0.",
+        False,
+    )
+    hf_epsilon: bool = documented(
+        "False (default): torch's AdamW, eps added to the bias-corrected sqrt(v_hat). True: eps added to the "
+        "raw sqrt(v) and the step scaled by sqrt(1-beta2^t)/(1-beta1^t) (Hugging Face's old AdamW, the "
+        "official code).",
+        False,
     )
     target_modules: tuple[str, ...] | None = documented(
         "Module-name patterns (fnmatch globs or dotted suffixes like 'q_proj') overriding the default targets "
@@ -76,13 +111,15 @@ class LoSiAConfig:
         None,
     )
     pro: bool = documented(
-        "LoSiA-Pro: target linears save only the subnet's input columns and compute only the subnet's weight "
-        "gradient (less memory and time, the same updates).",
-        False,
+        "LoSiA-Pro (default): every nn.Linear target becomes a layer that saves only the subnet's input columns "
+        "and computes only the subnet's weight gradient (less memory and time, the same updates). Targets it "
+        "cannot take (GPT-2 Conv1D) and layerwise=True use the plain path. False: the plain path everywhere.",
+        True,
     )
     layerwise: bool = documented(
         "Update each target matrix inside its post-accumulate-grad hook and free its gradient at once (less "
-        "memory). Gives up gradient clipping and gradient accumulation for target matrices.",
+        "memory; plain path, no LoSiA-Pro layers). Gives up gradient clipping and gradient accumulation for "
+        "target matrices.",
         False,
     )
     seed: int = documented("Seed of the random initial subnets (init='random').", 0)
@@ -113,13 +150,16 @@ class LoSiAConfig:
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {SCHEDULES}")
         _check(self.init in INITS, "init", self.init, f"one of {INITS}")
         _check(0 <= self.output_rank_factor <= 1, "output_rank_factor", self.output_rank_factor, "in [0, 1]")
+        _check(isinstance(self.pro, bool), "pro", self.pro, "True or False")
+        _check(isinstance(self.layerwise, bool), "layerwise", self.layerwise, "True or False")
         _check(self.dense_params in DENSE_PARAMS, "dense_params", self.dense_params, f"one of {DENSE_PARAMS}")
+        _check(self.output_slot in OUTPUT_SLOTS, "output_slot", self.output_slot, f"one of {OUTPUT_SLOTS}")
         _check(
-            not (self.pro and self.layerwise),
-            "layerwise",
-            self.layerwise,
-            "False when pro=True (LoSiA-Pro already avoids full-size gradients)",
+            self.subnet_rounding in SUBNET_ROUNDINGS, "subnet_rounding", self.subnet_rounding,
+            f"one of {SUBNET_ROUNDINGS}",
         )
+        for name in ("keep_step_count", "ramps_from_zero", "hf_epsilon"):
+            _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
         if self.target_modules is not None:
             _check(
                 len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),
@@ -127,6 +167,16 @@ class LoSiAConfig:
                 self.target_modules,
                 "None or a non-empty list of non-empty name patterns",
             )
+
+    @classmethod
+    def reference(cls, **overrides: Any) -> LoSiAConfig:
+        """The official LoSiA code's choices (see docs/fidelity.md), with ``overrides`` on top.
+
+        Adam's step counter kept across re-localizations, ramps from 0, 10% warm-up, the output head
+        in slot 0, subnet sizes int(p*d), non-targets trained by Adam with L2 decay and eps 1e-8,
+        Hugging Face's epsilon, random initial subnets, the async schedule.
+        """
+        return cls(**{**REFERENCE, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy of the configuration."""
@@ -148,6 +198,20 @@ class LoSiAConfig:
     def field_help() -> dict[str, str]:
         """Field name -> its documentation (the single source of the CLI help)."""
         return {f.name: f.metadata["help"] for f in fields(LoSiAConfig)}
+
+
+#: the fields :meth:`LoSiAConfig.reference` sets
+REFERENCE: dict[str, Any] = {
+    "keep_step_count": True,
+    "ramps_from_zero": True,
+    "warmup_ratio": 0.1,
+    "output_slot": "first",
+    "subnet_rounding": "int",
+    "dense_params": "adam",
+    "hf_epsilon": True,
+    "init": "random",
+    "schedule": "async",
+}
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:

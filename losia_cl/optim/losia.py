@@ -3,7 +3,10 @@
 Parameter groups carrying ``losia=True`` hold one target matrix (its weight, and its bias if it
 has one) and the keys ``slot`` (time slot), ``name``, ``num_rows``, ``num_cols`` and
 ``transposed`` (True for GPT-2's ``Conv1D``, whose weight is stored as (d_in, d_out)); other
-groups are trained densely with AdamW.  :meth:`LoSiA.for_model` builds the groups from a model.
+groups are trained densely with AdamW.  :func:`losia_cl.optim.build.build_losia` builds the
+groups from a model.  Every group's ``lr`` is read at every step, so any learning-rate
+scheduler drives LoSiA as it drives AdamW; a re-localized matrix runs at
+``group["lr"] * min(1, (s - r + 1) / T)`` (its re-warm ramp).
 
 Per-parameter state holds tensors only:
 
@@ -19,66 +22,81 @@ The global step and the schedule live under the ``"losia"`` key of :meth:`state_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from losia_cl.errors import ConfigError
 from losia_cl.optim.adamw import adamw_update
 from losia_cl.optim.config import LoSiAConfig
 from losia_cl.optim.localize import localize, random_subnet, sensitivity, update_importance_emas
-from losia_cl.optim.schedule import SlotSchedule, envelope_lr, rewarm_factor
-from losia_cl.optim.targets import Target, find_targets
+from losia_cl.optim.schedule import SlotSchedule, relocalization_counts, rewarm_factor
 
 logger = logging.getLogger(__name__)
 
 #: state entries that must keep their own dtype (torch casts float state to the parameter's dtype)
-_KEEP_DTYPE = ("rows", "cols", "last_relocalization", "importance_avg", "uncertainty_avg", "step")
+_KEEP_DTYPE = ("rows", "cols", "last_relocalization", "relocalizations", "importance_avg", "uncertainty_avg", "step")
+#: version of the "losia" entry of the state dict; entries without one were written when LoSiA applied
+#: the warm-up + cosine envelope itself (see :attr:`LoSiA.legacy_envelope`)
+STATE_FORMAT = 2
 #: config fields that must match when loading a state dict
-_SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor")
+_SCHEDULE_FIELDS = ("rank_factor", "period", "schedule", "init", "output_rank_factor", "output_slot", "subnet_rounding")
+#: values of fields missing from older state dicts (their behaviour before the field existed)
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(LoSiAConfig)}
 
-SubnetObserver = Callable[[Tensor, Tensor, bool], None]
+
+
+class SubnetObserver(Protocol):
+    """What follows a target matrix's subnet (a LoSiA-Pro layer)."""
+
+    def set_subnet(self, rows: Tensor, cols: Tensor, full: bool) -> None:
+        """New subnet indices; ``full`` while the matrix records importance (it needs its full gradient)."""
+
+    def release(self) -> None:
+        """The optimizer is gone: behave as a plain layer again (full gradients)."""
 
 
 class LoSiA(torch.optim.Optimizer):
     """LoSiA as a ``torch.optim.Optimizer``.
 
-    Use it like AdamW: ``loss.backward(); clip_grad_norm_(...); opt.step(); opt.zero_grad()``.
+    Use it like AdamW: ``loss.backward(); opt.clip_grad_norm_(1.0); opt.step(); opt.zero_grad()``.
     Gradient accumulation works as usual (several ``backward()`` calls per ``step()``).
 
     Outside their recording slot, gradient entries of a target matrix outside its subnet are
-    zeroed as soon as they are accumulated, so ``clip_grad_norm_`` sees exactly the gradient that
-    the update uses (the same norm LoSiA-Pro's subnet-only gradients give).  The matrix that
-    records importance keeps its full gradient.
+    zeroed as soon as they are accumulated (LoSiA-Pro computes only the subnet's gradient).  The
+    matrix that records importance keeps its full gradient; :meth:`clip_grad_norm_` counts only
+    the block of it that the step applies.
     """
 
-    def __init__(
-        self,
-        params: Iterable[dict[str, Any]],
-        config: LoSiAConfig | None = None,
-        num_training_steps: int = 1000,
-    ) -> None:
+    def __init__(self, params: Iterable[dict[str, Any]], config: LoSiAConfig | None = None) -> None:
         config = config or LoSiAConfig()
-        if not isinstance(num_training_steps, int) or num_training_steps < 1:
-            raise ConfigError(f"num_training_steps = {num_training_steps!r} is invalid: it must be an integer >= 1")
         defaults = {
             "lr": config.lr,
             "betas": config.betas,
             "eps": config.eps,
             "weight_decay": config.weight_decay,
+            "decoupled_weight_decay": True,
+            "hf_epsilon": config.hf_epsilon,
             "losia": False,
         }
         super().__init__(params, defaults)
         self.config = config
-        self.num_training_steps = num_training_steps
         self.global_step = 0
+        #: True after loading a state dict written when LoSiA applied the learning-rate envelope itself:
+        #: the caller's scheduler must then be moved to ``global_step`` (the ``losia`` method does it)
+        self.legacy_envelope = False
         target_groups = self._target_groups()
         if not target_groups:
-            raise ConfigError("LoSiA needs at least one parameter group with losia=True (a target matrix)")
+            raise ConfigError(
+                "LoSiA takes the parameter groups that losia_cl.build_losia(model, config) makes (none has "
+                "losia=True here); with the Hugging Face Trainer use losia_cl.hf.LoSiATrainer(..., losia_config=...) "
+                "or losia_cl.hf.create_optimizer_and_scheduler(model, args, config)"
+            )
         num_slots = 1 + max(g["slot"] for g in target_groups)
         offset = config.period if config.init == "importance" else 0
         self.schedule = SlotSchedule(num_slots, config.period, config.schedule, offset)
@@ -86,50 +104,17 @@ class LoSiA(torch.optim.Optimizer):
         self._observers: dict[int, SubnetObserver] = {}
         self._complements: dict[int, tuple[Tensor, Tensor]] = {}
         self._hooks: list[Any] = []
+        #: clipping factors waiting for the recording matrices' blocks (their full gradient stays unscaled)
+        self._pending_clip: dict[int, float] = {}
+        #: calls of :meth:`clip_grad_norm_` since construction (kept in the state dict)
+        self.clip_count = 0
         generator = torch.Generator().manual_seed(config.seed)
         for group in target_groups:
             self._validate_group(group)
             self._init_target_state(group, generator)
         self._install_grad_hooks()
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def for_model(
-        cls, model: nn.Module, config: LoSiAConfig | None = None, num_training_steps: int = 1000
-    ) -> LoSiA:
-        """Build LoSiA for ``model``: find the targets, freeze or group the rest, patch for Pro.
-
-        Targets are found structurally (see :func:`~losia_cl.optim.targets.find_targets`).
-        Non-target parameters are frozen (``dense_params='frozen'``) or trained with AdamW
-        (``'adamw'``).  With ``config.pro`` the target linears are swapped for LoSiA-Pro layers
-        (undo with :func:`losia_cl.unpatch`).
-        """
-        config = config or LoSiAConfig()
-        targets = find_targets(model, config.rank_factor, config.target_modules, config.output_rank_factor)
-        groups = [_target_group(t) for t in targets]
-        target_ids = {id(p) for g in groups for p in g["params"]}
-        dense, seen = [], set(target_ids)
-        for p in model.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                dense.append(p)
-        for g in groups:
-            for p in g["params"]:
-                p.requires_grad_(True)
-        if config.dense_params == "adamw":
-            for p in dense:
-                p.requires_grad_(True)
-            if dense:
-                groups.append({"params": dense, "losia": False, "name": "dense"})
-        else:
-            for p in dense:
-                p.requires_grad_(False)
-        optimizer = cls(groups, config, num_training_steps)
-        if config.pro:
-            from losia_cl.optim.pro import attach_pro
-
-            attach_pro(model, optimizer, targets)
-        return optimizer
+        # hooks and LoSiA-Pro layers must not outlive the optimizer: release them when it is collected
+        self._finalizer = weakref.finalize(self, _release, self._hooks, self._observers)
 
     def _target_groups(self) -> list[dict[str, Any]]:
         return [g for g in self.param_groups if g["losia"]]
@@ -152,6 +137,7 @@ class LoSiA(torch.optim.Optimizer):
         state = self.state[weight]
         state["rows"], state["cols"] = rows, cols
         state["last_relocalization"] = torch.tensor(-1, dtype=torch.int64)
+        state["relocalizations"] = torch.tensor(0, dtype=torch.int64)
         self._reset_moments(group)
         self._refresh_complements(group)
 
@@ -163,18 +149,14 @@ class LoSiA(torch.optim.Optimizer):
         self._complements[id(weight)] = _complements(state["rows"], state["cols"], d_out, d_in)
 
     def _reset_moments(self, group: dict[str, Any]) -> None:
-        weight = group["params"][0]
-        state = self.state[weight]
-        shape = (group["num_rows"], group["num_cols"])
-        state["exp_avg"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        state["exp_avg_sq"] = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
-        state["step"] = torch.tensor(0.0)
-        if len(group["params"]) == 2:
-            bias = group["params"][1]
-            bstate = self.state[bias]
-            bstate["exp_avg"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
-            bstate["exp_avg_sq"] = torch.zeros(group["num_rows"], dtype=bias.dtype, device=bias.device)
-            bstate["step"] = torch.tensor(0.0)
+        """Zero the block's Adam moments; restart its step counter unless ``config.keep_step_count``."""
+        keep_step = self.config.keep_step_count
+        for param, shape in zip(group["params"], ((group["num_rows"], group["num_cols"]), (group["num_rows"],))):
+            state = self.state[param]
+            state["exp_avg"] = torch.zeros(shape, dtype=param.dtype, device=param.device)
+            state["exp_avg_sq"] = torch.zeros(shape, dtype=param.dtype, device=param.device)
+            if not (keep_step and "step" in state):
+                state["step"] = torch.tensor(0.0)
 
     # ------------------------------------------------------------------ hooks
     def _install_grad_hooks(self) -> None:
@@ -187,20 +169,22 @@ class LoSiA(torch.optim.Optimizer):
                 )
 
     def close(self) -> None:
-        """Remove the gradient hooks this optimizer installed on the model's parameters."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks.clear()
+        """Remove the gradient hooks on the model's parameters and return LoSiA-Pro layers to plain mode.
+
+        Also done automatically when the optimizer is garbage-collected; call it to be explicit.
+        """
+        self._finalizer()
 
     def register_grad_sink(self, param: Tensor, sink: Tensor) -> None:
         """Take ``param``'s subnet gradient from ``sink.grad`` (a |R|x|C| or |R| leaf) when not recording."""
         self._grad_sinks[id(param)] = sink
 
     def register_subnet_observer(self, weight: Tensor, observer: SubnetObserver) -> None:
-        """Call ``observer(rows, cols, full)`` now and whenever ``weight``'s subnet or mode changes.
+        """Call ``observer.set_subnet(rows, cols, full)`` now and whenever ``weight``'s subnet or mode changes.
 
         ``full`` is True for the steps in which the matrix records importance (it then needs
-        its full gradient).  Observers are not part of the state dict.
+        its full gradient).  ``observer.release()`` is called when the optimizer is closed or
+        collected.  Observers are not part of the state dict.
         """
         self._observers[id(weight)] = observer
         group = self._group_of(weight)
@@ -217,7 +201,7 @@ class LoSiA(torch.optim.Optimizer):
         observer = self._observers.get(id(weight))
         if observer is not None:
             state = self.state[weight]
-            observer(state["rows"], state["cols"], self.schedule.records(group["slot"], self.global_step))
+            observer.set_subnet(state["rows"], state["cols"], self.schedule.records(group["slot"], self.global_step))
 
     # ------------------------------------------------------------------ public views
     def subnets(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -231,6 +215,11 @@ class LoSiA(torch.optim.Optimizer):
         """``{target name: (d_out, d_in)}``."""
         return {g["name"]: tuple(_oriented(g["params"][0], g).shape) for g in self._target_groups()}
 
+    def relocalization_counts(self) -> dict[str, int]:
+        """``{target name: re-localizations since construction}`` (a matrix that saw no gradient in its
+        slot keeps its subnet, and that does not count).  Part of the state dict."""
+        return {g["name"]: int(self.state[g["params"][0]]["relocalizations"]) for g in self._target_groups()}
+
     def num_trainable_parameters(self) -> int:
         """Entries updated per step: Σ|R||C| (+|R| per bias) plus every dense parameter."""
         total = 0
@@ -241,12 +230,13 @@ class LoSiA(torch.optim.Optimizer):
                 total += sum(p.numel() for p in g["params"])
         return total
 
-    def learning_rate(self, step: int | None = None, last_relocalization: int = -1) -> float:
-        """Learning rate at ``step`` (default: the next step) for a matrix re-localized at that boundary."""
+    def learning_rate(self, group: dict[str, Any], step: int | None = None) -> float:
+        """Learning rate of ``group`` at ``step`` (default: the next step): ``group["lr"]`` times the re-warm factor."""
         step = self.global_step if step is None else step
-        c = self.config
-        envelope = envelope_lr(step, self.num_training_steps, c.lr, c.warmup_ratio, c.min_lr_ratio)
-        return envelope * rewarm_factor(step, last_relocalization, c.period)
+        if not group["losia"]:
+            return group["lr"]
+        last = int(self.state[group["params"][0]]["last_relocalization"])
+        return group["lr"] * rewarm_factor(step, last, self.config.period, self.config.ramps_from_zero)
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
@@ -265,6 +255,71 @@ class LoSiA(torch.optim.Optimizer):
         self._end_step(step)
         return loss
 
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float, norm_type: float = 2.0) -> Tensor:
+        """Clip the gradient the next :meth:`step` applies to a total norm of ``max_norm``; return its norm.
+
+        The norm covers exactly the entries the step updates: each target matrix's subnet block
+        ``G[R, C]`` (LoSiA-Pro's subnet gradient, or the block of the full gradient; for the matrix
+        that records importance too, the step applies only its block) and bias rows ``g[R]``, and
+        every dense parameter's gradient.  Nothing of a target while all matrices only score
+        (``init='importance'``), nor of targets updated inside backward (``layerwise=True``).
+        Those gradients are scaled by ``min(1, max_norm / (norm + 1e-6))`` as in
+        ``torch.nn.utils.clip_grad_norm_``; the recording matrix's full gradient, which importance
+        is scored from, is left as it is and its block is scaled in the step.
+
+        ``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)`` works too; its norm also
+        counts the recording matrix's entries outside the block, and it scales them.
+        """
+        step = self.global_step
+        in_place: list[Tensor] = []  # gradients scaled in place (entries outside the block are zero or unused)
+        norms: list[Tensor] = []
+        deferred: list[int] = []
+        for group in self.param_groups:
+            if not group["losia"]:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        in_place.append(p.grad)
+                        norms.append(torch.linalg.vector_norm(p.grad, norm_type))
+                continue
+            if self.config.layerwise or self.schedule.in_scoring_phase(step):
+                continue
+            weight, state = group["params"][0], self.state[group["params"][0]]
+            rows, cols = state["rows"], state["cols"]
+            recording = self.schedule.records(group["slot"], step)
+            sink = None if recording else self._sink_grad(weight)
+            if sink is not None:
+                in_place.append(sink)
+                norms.append(torch.linalg.vector_norm(sink, norm_type))
+            elif weight.grad is not None:
+                block = _oriented(weight.grad, group).index_select(0, rows).index_select(1, cols)
+                norms.append(torch.linalg.vector_norm(block, norm_type))
+                if recording:
+                    deferred.append(id(weight))
+                else:
+                    in_place.append(weight.grad)  # the mask hook zeroed every entry outside the block
+            if len(group["params"]) == 2:
+                bias = group["params"][1]
+                grad = None if recording else self._sink_grad(bias)
+                if grad is None and bias.grad is not None:
+                    grad = bias.grad  # its entries outside R are zero (mask hook) or never applied (recording)
+                    norms.append(torch.linalg.vector_norm(bias.grad.index_select(0, rows), norm_type))
+                elif grad is not None:
+                    norms.append(torch.linalg.vector_norm(grad, norm_type))
+                if grad is not None:
+                    in_place.append(grad)
+        self.clip_count += 1
+        if not norms:
+            return torch.tensor(0.0)
+        device = norms[0].device
+        total = torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]), norm_type)
+        factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for grad in in_place:
+            grad.mul_(factor.to(grad.device, grad.dtype))
+        for key in deferred:
+            self._pending_clip[key] = float(factor)
+        return total
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter and of LoSiA-Pro's gradient sinks."""
         super().zero_grad(set_to_none=set_to_none)
@@ -276,7 +331,7 @@ class LoSiA(torch.optim.Optimizer):
                     sink.grad.zero_()
 
     def _step_dense(self, group: dict[str, Any], step: int) -> None:
-        lr = self.learning_rate(step)
+        lr = group["lr"]
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -285,10 +340,7 @@ class LoSiA(torch.optim.Optimizer):
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] = torch.tensor(0.0)
-            adamw_update(
-                p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                lr=lr, betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
-            )
+            adamw_update(p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"], **_hyper(group, lr))
 
     def _step_target(self, group: dict[str, Any], step: int) -> None:
         weight = group["params"][0]
@@ -312,8 +364,10 @@ class LoSiA(torch.optim.Optimizer):
             if full_grad is None:
                 return
             block_grad = full_grad.index_select(0, rows).index_select(1, cols)
-        lr = self.learning_rate(step, int(state["last_relocalization"]))
-        hyper = {"lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+            scale = self._pending_clip.get(id(weight))
+            if scale is not None:
+                block_grad.mul_(scale)
+        hyper = _hyper(group, self.learning_rate(group, step))
         w = _oriented(weight, group)
         block = w.index_select(0, rows).index_select(1, cols)
         adamw_update(block, block_grad, state["exp_avg"], state["exp_avg_sq"], state["step"], **hyper)
@@ -352,6 +406,7 @@ class LoSiA(torch.optim.Optimizer):
     def _end_step(self, step: int) -> None:
         boundary = step + 1
         self.global_step = boundary
+        self._pending_clip.clear()
         for group in self._target_groups():
             slot = group["slot"]
             relocalizes = self.schedule.relocalizes(slot, boundary)
@@ -371,6 +426,7 @@ class LoSiA(torch.optim.Optimizer):
         del score
         state["rows"], state["cols"] = rows.to(weight.device), cols.to(weight.device)
         state["last_relocalization"] = torch.tensor(boundary, dtype=torch.int64)
+        state["relocalizations"] += 1
         self._reset_moments(group)
         self._refresh_complements(group)
         logger.debug("LoSiA: re-localized %s at step %d (%s)", group["name"], boundary, strategy)
@@ -380,8 +436,9 @@ class LoSiA(torch.optim.Optimizer):
         """Everything needed to resume: subnets, moments, importance EMAs, steps, the schedule."""
         state_dict = super().state_dict()
         state_dict["losia"] = {
+            "format": STATE_FORMAT,
             "global_step": self.global_step,
-            "num_training_steps": self.num_training_steps,
+            "clip_count": self.clip_count,
             "config": self.config.to_dict(),
         }
         return state_dict
@@ -392,16 +449,20 @@ class LoSiA(torch.optim.Optimizer):
         extra = state_dict.pop("losia", None)
         if extra is None:
             raise ConfigError("not a LoSiA state dict: the 'losia' entry is missing")
-        saved = extra["config"]
+        saved = {**_FIELD_DEFAULTS, **extra["config"]}
         for key in _SCHEDULE_FIELDS:
-            if saved.get(key) != getattr(self.config, key):
+            if saved[key] != getattr(self.config, key):
                 raise ConfigError(
-                    f"LoSiAConfig.{key} = {getattr(self.config, key)!r} differs from the state dict's {saved.get(key)!r}"
+                    f"LoSiAConfig.{key} = {getattr(self.config, key)!r} differs from the state dict's {saved[key]!r}"
                 )
         names = [g.get("name") for g in self.param_groups]
         saved_names = [g.get("name") for g in state_dict["param_groups"]]
         if names != saved_names:
             raise ConfigError("the state dict was saved for other target matrices (group names differ)")
+        # before the parent's load, whose post hooks may read them
+        self.global_step = int(extra["global_step"])
+        self.legacy_envelope = "format" not in extra
+        self.clip_count = int(extra.get("clip_count", 0))
         kept: dict[int, dict[str, Tensor]] = {}
         plain: dict[int, dict[str, Any]] = {}
         for index, entries in state_dict["state"].items():
@@ -413,24 +474,23 @@ class LoSiA(torch.optim.Optimizer):
             param = params[index]
             for key, value in entries.items():
                 self.state[param][key] = value if key == "step" else value.to(param.device)
-        self.global_step = int(extra["global_step"])
-        self.num_training_steps = int(extra["num_training_steps"])
+        for group in self.param_groups:  # keys added since the state dict was written
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
         for group in self._target_groups():
+            state = self.state[group["params"][0]]
+            if "relocalizations" not in state:
+                done = relocalization_counts(self.schedule, self.global_step)[group["slot"]]
+                state["relocalizations"] = torch.tensor(done, dtype=torch.int64)
             self._refresh_complements(group)
             self._notify(group)
 
 
-def _target_group(target: Target) -> dict[str, Any]:
-    num_rows, num_cols = target.subnet_shape
-    params = [target.weight] + ([target.bias] if target.bias is not None else [])
+def _hyper(group: dict[str, Any], lr: float) -> dict[str, Any]:
+    """Keyword arguments of :func:`adamw_update` for ``group`` at learning rate ``lr``."""
     return {
-        "params": params,
-        "losia": True,
-        "slot": target.slot,
-        "name": target.name,
-        "num_rows": num_rows,
-        "num_cols": num_cols,
-        "transposed": target.transposed,
+        "lr": lr, "betas": group["betas"], "eps": group["eps"], "weight_decay": group["weight_decay"],
+        "decoupled_weight_decay": group["decoupled_weight_decay"], "hf_epsilon": group["hf_epsilon"],
     }
 
 
@@ -475,3 +535,13 @@ def _layerwise_hook(ref: weakref.ref, group: dict[str, Any], param: Tensor) -> N
         optimizer._step_target(group, optimizer.global_step)
     for p in params:
         p.grad = None
+
+
+def _release(hooks: list[Any], observers: dict[int, SubnetObserver]) -> None:
+    """Remove the gradient hooks and release the subnet observers (runs once: on close or collection)."""
+    for handle in hooks:
+        handle.remove()
+    hooks.clear()
+    for observer in observers.values():
+        observer.release()
+    observers.clear()

@@ -18,7 +18,7 @@ inside ``optimizer.step()``.  The sinks are left out of the model's ``state_dict
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,17 @@ from torch import Tensor, nn
 from losia_cl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from losia_cl.optim.losia import LoSiA
     from losia_cl.optim.targets import Target
+
+
+class SubnetOptimizer(Protocol):
+    """The optimizer side of LoSiA-Pro (implemented by :class:`~losia_cl.optim.losia.LoSiA`)."""
+
+    param_groups: list[dict[str, Any]]
+
+    def register_grad_sink(self, param: Tensor, sink: Tensor) -> None: ...
+
+    def register_subnet_observer(self, weight: Tensor, observer: Any) -> None: ...
 
 
 class _SubnetLinear(torch.autograd.Function):
@@ -96,6 +105,10 @@ class LoSiAProLinear(nn.Linear):
         if self.bias is not None:
             self.bias.requires_grad_(full)
 
+    def release(self) -> None:
+        """The optimizer is gone: full mode for good (an ordinary linear layer with full gradients)."""
+        self.set_subnet(self.rows, self.cols, full=True)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.full or not torch.is_grad_enabled():
             return F.linear(x, self.weight, self.bias)
@@ -139,25 +152,28 @@ def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
     raise ValueError("module to replace not found in model")
 
 
-def attach_pro(model: nn.Module, optimizer: LoSiA, targets: list[Target]) -> None:
-    """Swap every target ``nn.Linear`` of ``model`` for a :class:`LoSiAProLinear` wired to ``optimizer``."""
+def attach_pro(model: nn.Module, optimizer: SubnetOptimizer, targets: list[Target]) -> None:
+    """Swap each target ``nn.Linear`` of ``model`` for a :class:`LoSiAProLinear` wired to ``optimizer``.
+
+    A target that already is a LoSiA-Pro layer (of an earlier optimizer) is rebuilt for this one.
+    """
     groups = {g["name"]: g for g in optimizer.param_groups if g["losia"]}
     for target in targets:
-        if isinstance(target.module, LoSiAProLinear):
-            raise ConfigError(f"{target.name} is already a LoSiA-Pro layer: call losia_cl.unpatch(model) first")
-        if not isinstance(target.module, nn.Linear):
-            raise ConfigError(
-                f"LoSiAConfig.pro = True supports nn.Linear targets only; {target.name} is "
-                f"{type(target.module).__name__} (use pro=False for GPT-2 style Conv1D layers)"
-            )
+        module = target.module
+        if not isinstance(module, nn.Linear):
+            raise ConfigError(f"LoSiA-Pro needs nn.Linear targets; {target.name} is {type(module).__name__}")
+        if isinstance(module, LoSiAProLinear):
+            linear = module.to_linear()
+            _replace_module(model, module, linear)
+            module = linear
         group = groups[target.name]
-        pro = LoSiAProLinear(target.module, group["num_rows"], group["num_cols"])
-        _replace_module(model, target.module, pro)
+        pro = LoSiAProLinear(module, group["num_rows"], group["num_cols"])
+        _replace_module(model, module, pro)
         target.module = pro
         optimizer.register_grad_sink(pro.weight, pro.weight_grad_sink)
         if pro.bias_grad_sink is not None:
             optimizer.register_grad_sink(pro.bias, pro.bias_grad_sink)
-        optimizer.register_subnet_observer(pro.weight, pro.set_subnet)
+        optimizer.register_subnet_observer(pro.weight, pro)
 
 
 def unpatch(model: nn.Module) -> nn.Module:

@@ -11,33 +11,38 @@ import math
 from dataclasses import dataclass
 
 
-def envelope_lr(step: int, total_steps: int, lr: float, warmup_ratio: float, min_lr_ratio: float) -> float:
+def envelope_lr(
+    step: int, total_steps: int, lr: float, warmup_ratio: float, min_lr_ratio: float, from_zero: bool = False
+) -> float:
     """Learning-rate envelope at ``step``: linear warm-up, then cosine decay.
 
     With ``W = round(warmup_ratio * total_steps)``:
 
-    * ``step < W``: ``lr * (step + 1) / W``;
+    * ``step < W``: ``lr * (step + 1) / W`` (``lr * step / W`` with ``from_zero``: the first step
+      runs at 0, as in Hugging Face's schedules and the official LoSiA code);
     * otherwise, with ``progress = (step - W) / max(1, total_steps - W - 1)`` clipped to [0, 1]:
       ``lr * (min_lr_ratio + (1 - min_lr_ratio) * (1 + cos(pi * progress)) / 2)``,
       so the first step after warm-up uses ``lr`` and the last step ``min_lr_ratio * lr``.
     """
     warmup = round(warmup_ratio * total_steps)
     if step < warmup:
-        return lr * (step + 1) / warmup
+        return lr * (step + (0 if from_zero else 1)) / warmup
     progress = min(1.0, max(0.0, (step - warmup) / max(1, total_steps - warmup - 1)))
     return lr * (min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def rewarm_factor(step: int, last_relocalization: int, period: int) -> float:
-    """Factor in (0, 1] re-warming a matrix's learning rate after its re-localization.
+def rewarm_factor(step: int, last_relocalization: int, period: int, from_zero: bool = False) -> float:
+    """Factor in [0, 1] re-warming a matrix's learning rate after its re-localization.
 
     ``last_relocalization`` is the boundary of the matrix's last re-localization (-1 = never):
     the factor is ``min(1, (step - last_relocalization + 1) / period)``, a linear ramp from
-    ``1/T`` on the first step after the re-localization up to 1 after ``T`` steps.
+    ``1/T`` on the first step after the re-localization up to 1 after ``T`` steps; with
+    ``from_zero`` it is ``min(1, (step - last_relocalization) / period)`` (0 on that first step,
+    as in the official code).
     """
     if last_relocalization < 0:
         return 1.0
-    return min(1.0, (step - last_relocalization + 1) / period)
+    return min(1.0, (step - last_relocalization + (0 if from_zero else 1)) / period)
 
 
 @dataclass(frozen=True)
@@ -89,3 +94,35 @@ class SlotSchedule:
         if self.mode == "async":
             return (b // self.period - 1) % self.num_slots == slot
         return b % (self.num_slots * self.period) == self.period
+
+
+#: the paper's slot length T, the longest slot :func:`fit_schedule` picks
+MAX_PERIOD = 50
+
+
+def fit_schedule(
+    num_steps: int, num_slots: int, init: str = "importance", min_period: int = 4, max_period: int = MAX_PERIOD
+) -> tuple[int, str]:
+    """Slot length T and schedule mode that let every slot record and re-localize within ``num_steps``.
+
+    ``init='importance'`` spends one more slot first (scoring all matrices).  The async schedule
+    needs ``(num_slots + 1) * T < num_steps`` (``num_slots * T`` with a random init): the last slot
+    re-localizes before the last step, so every layer trains on a subnet chosen from this data.
+    ``T = min(max_period, (num_steps - 1) // (num_slots + 1))``; when that is below ``min_period``,
+    every layer records together instead: ``'sync'`` with ``T = min_period`` (``(num_steps - 1) // 2``
+    if the task is shorter than ``2 * min_period`` steps, at least 1).
+    """
+    if num_steps < 1 or num_slots < 1 or min_period < 1 or max_period < min_period:
+        raise ValueError(f"fit_schedule: invalid sizes {num_steps=}, {num_slots=}, {min_period=}, {max_period=}")
+    extra = 1 if init == "importance" else 0
+    period = min(max_period, (num_steps - 1) // (num_slots + extra))
+    if period >= min_period:
+        return period, "async"
+    if num_steps >= 2 * min_period:
+        return min_period, "sync"
+    return max(1, (num_steps - 1) // 2), "sync"
+
+
+def relocalization_counts(schedule: SlotSchedule, num_steps: int) -> list[int]:
+    """How many times each slot re-localizes at boundaries 1..``num_steps`` under ``schedule``."""
+    return [sum(schedule.relocalizes(slot, b) for b in range(1, num_steps + 1)) for slot in range(schedule.num_slots)]

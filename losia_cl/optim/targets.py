@@ -37,6 +37,7 @@ class Target:
     slot: int
     row_factor: float
     col_factor: float = 1.0
+    rounding: str = "floor"
 
     @property
     def weight(self) -> Tensor:
@@ -60,11 +61,17 @@ class Target:
     @property
     def subnet_shape(self) -> tuple[int, int]:
         d_out, d_in = self.shape
-        return subnet_size(d_out, self.row_factor), subnet_size(d_in, self.col_factor)
+        return subnet_size(d_out, self.row_factor, self.rounding), subnet_size(d_in, self.col_factor, self.rounding)
 
 
-def subnet_size(dim: int, factor: float) -> int:
-    """``max(1, floor(factor * dim))`` (exact for factors such as 1/8 of powers of two)."""
+def subnet_size(dim: int, factor: float, rounding: str = "floor") -> int:
+    """``max(1, floor(factor * dim))`` (exact for factors such as 1/8 of powers of two).
+
+    ``rounding='int'``: ``int(factor * dim)`` as the official code computes it (0 for a small
+    ``factor * dim``, and one less when float error puts the product just below an integer).
+    """
+    if rounding == "int":
+        return min(dim, int(factor * dim))
     return max(1, min(dim, math.floor(factor * dim + 1e-9)))
 
 
@@ -92,14 +99,18 @@ def find_targets(
     rank_factor: float,
     target_modules: tuple[str, ...] | None = None,
     output_rank_factor: float = 0.0,
+    *,
+    head_first: bool = False,
+    rounding: str = "floor",
 ) -> list[Target]:
     """Target matrices of ``model`` with their time slots.
 
     Default: every linear-like module inside the repeated decoder blocks; block ``i`` (its
     position in the ``ModuleList``) is slot ``i``.  ``target_modules`` patterns replace the
     default selection (modules outside the blocks get slots of their own after the blocks).
-    ``output_rank_factor > 0`` adds the output head as the last slot, with ``floor(q V)`` rows
-    and all columns.  Raises :class:`ConfigError` listing the candidates when nothing matches.
+    ``output_rank_factor > 0`` adds the output head as the last slot (the first with
+    ``head_first``), with ``floor(q V)`` rows and all columns.  ``rounding`` is passed to
+    :func:`subnet_size`.  Raises :class:`ConfigError` listing the candidates when nothing matches.
     """
     found = find_decoder_blocks(model)
     block_of: dict[int, int] = {}
@@ -135,7 +146,7 @@ def find_targets(
             slot = block_of[id(module)]
         else:
             slot, next_free_slot = next_free_slot, next_free_slot + 1
-        targets.append(Target(name, module, slot, rank_factor, rank_factor))
+        targets.append(Target(name, module, slot, rank_factor, rank_factor, rounding))
     if output_rank_factor > 0:
         if not isinstance(head, nn.Linear):
             raise ConfigError(
@@ -144,7 +155,8 @@ def find_targets(
             )
         if id(head.weight) not in seen:
             head_name = next(n for n, m in model.named_modules() if m is head)
-            targets.append(Target(head_name, head, next_free_slot, output_rank_factor, 1.0))
+            slot = -1 if head_first else next_free_slot
+            targets.append(Target(head_name, head, slot, output_rank_factor, 1.0, rounding))
     # compact the slot numbers (blocks without targets leave no empty slot)
     order = {slot: i for i, slot in enumerate(sorted({t.slot for t in targets}))}
     for target in targets:

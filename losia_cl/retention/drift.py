@@ -28,8 +28,8 @@ from torch import nn
 
 from losia_cl.retention.probe import ProbeItem, is_right, load_probe
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
-from losia_cl.streams.types import Example
-from losia_cl.trainer.evaluate import generate_answers
+from losia_cl.streams.types import Example, Task
+from losia_cl.trainer.evaluate import Evaluator
 from losia_cl.trainer.loss import answer_logits
 
 #: tokens generated per probe prompt when judging answers.
@@ -73,6 +73,11 @@ class GeneralProbe:
             tokenizer, [Example(item.prompt, space + item.reference) for item in self.items],
             max_length=max_length, chat_template=chat_template,
         )
+        probe_task = Task(name="general-probe", train=(Example(self.items[0].prompt, self.items[0].reference),),
+                          test=tuple(Example(item.prompt, item.reference) for item in self.items),
+                          metric="accuracy", max_new_tokens=PROBE_NEW_TOKENS)
+        self._evaluator = Evaluator(tokenizer, [probe_task], batch_size=batch_size, max_length=max_length,
+                                    chat_template=chat_template)
         pad = pad_token_id(tokenizer)
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
         self._batches = [
@@ -103,11 +108,7 @@ class GeneralProbe:
             model.train(was_training)
 
     def _right(self, model: nn.Module) -> list[bool]:
-        predictions = generate_answers(
-            model, self.tokenizer, [Example(item.prompt, item.reference) for item in self.items],
-            max_new_tokens=PROBE_NEW_TOKENS, batch_size=self.batch_size, max_length=self.max_length,
-            chat_template=self.chat_template, device=self.device,
-        )
+        predictions = self._evaluator.generate(model, self.device)[0]
         return [is_right(prediction, item.answers) for prediction, item in zip(predictions, self.items)]
 
     def measure(self, model: nn.Module) -> RetentionPoint:

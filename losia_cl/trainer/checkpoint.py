@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from losia_cl.trainer.files import atomic_torch_save
+from losia_cl.trainer.files import DeferredSync, atomic_torch_save
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -52,8 +52,9 @@ class Checkpoint:
     rng: dict[str, Any]
     progress: dict[str, Any]
 
-    def save(self, folder: Path) -> Path:
-        return atomic_torch_save(folder / CHECKPOINT_NAME, self.__dict__)
+    def save(self, folder: Path, sync: DeferredSync | None = None) -> Path:
+        """Write ``folder/checkpoint.pt`` atomically (with ``sync``: synced and renamed in its background)."""
+        return atomic_torch_save(folder / CHECKPOINT_NAME, self.__dict__, sync)
 
     @classmethod
     def load(cls, folder: Path) -> Checkpoint | None:

@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from losia_cl.files import atomic_write, atomic_write_json, atomic_write_text
+from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save"]
+__all__ = ["DeferredSync", "atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save"]
 
 
-def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:
+def atomic_torch_save(path: str | os.PathLike[str], obj: Any, sync: DeferredSync | None = None) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically; with ``sync`` the fsync and rename happen in its background."""
     import torch
 
+    if sync is not None:
+        return sync.write(path, lambda f: torch.save(obj, f))
     return atomic_write(path, lambda f: torch.save(obj, f))

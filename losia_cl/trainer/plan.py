@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
 
@@ -51,6 +49,8 @@ class BatchPlan:
         else in file order.  Micro-batches run on across epoch boundaries into the same optimizer step;
         the last step may hold fewer than ``grad_accum`` micro-batches.
         """
+        import torch  # here, so that RunConfig (and losia-cl --help) loads without torch
+
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + task_index)
         micro: list[list[int]] = []
         for _ in range(self.epochs):

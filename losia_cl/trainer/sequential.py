@@ -26,8 +26,8 @@ from losia_cl.streams.tokenization import collate_for_training, encode_examples,
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import Checkpoint, rng_state, set_rng_state
 from losia_cl.trainer.config import RunConfig
-from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
-from losia_cl.trainer.files import atomic_write_json, atomic_write_text
+from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
+from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text
 from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
@@ -64,24 +64,32 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> N
     atomic_write_text(folder / "predictions" / f"stage{stage}-{evaluation.task}.jsonl", lines)
 
 
+def stage_evaluator(tokenizer: Any, stream: Stream, config: RunConfig) -> Evaluator:
+    """The evaluator of every task of ``stream`` (prompts tokenized once, reused at every stage)."""
+    return Evaluator(tokenizer, list(stream), batch_size=config.eval_batch_size, max_length=config.max_length,
+                     chat_template=config.chat_template)
+
+
 def evaluate_stage(
     model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int,
     dist: DistContext | None = None,
+    evaluator: Evaluator | None = None,
 ) -> list[float]:
     """Scores of every task after ``stage`` tasks (predictions written under ``folder`` by rank 0)."""
     dist = dist or DistContext()
-    row = []
+    evaluator = evaluator or stage_evaluator(tokenizer, stream, config)
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
-    for task in progress_bar(list(stream), enabled=config.progress and dist.is_main, desc=f"evaluate {label}",
-                             unit="task", leave=False):
-        evaluation = evaluate_task(
-            model, tokenizer, task, batch_size=config.eval_batch_size, max_length=config.max_length,
-            chat_template=config.chat_template, device=device, dist=dist,
-        )
-        if dist.is_main:
+    evaluations = evaluator.evaluate(model, device, progress=config.progress and dist.is_main,
+                                     desc=f"evaluate {label}", dist=dist)
+    if dist.is_main:
+        for evaluation in evaluations:
             write_predictions(folder, stage, evaluation)
-        row.append(evaluation.score)
+    row = [evaluation.score for evaluation in evaluations]
     logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
+    stats = evaluator.last_stats
+    if stats is not None:
+        logger.debug("%s: %d prompts in %d batches, %.1f s, %.1f new tokens/s", label, stats.prompts, stats.batches,
+                     stats.seconds, stats.new_tokens_per_second)
     return row
 
 
@@ -130,6 +138,8 @@ class SequentialTrainer:
             from losia_cl.distributed.parallel import DataParallel
 
             self.parallel = DataParallel(self.dist)
+        #: checkpoints reach the disk in the background while training and evaluation go on
+        self._sync = DeferredSync()
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -147,7 +157,7 @@ class SequentialTrainer:
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
             progress=asdict(progress),
-        ).save(self.folder)
+        ).save(self.folder, self._sync)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
@@ -179,6 +189,7 @@ class SequentialTrainer:
         )
         overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
         pad = pad_token_id(tokenizer)
+        evaluator = stage_evaluator(tokenizer, self.stream, config)
 
         for index, task in enumerate(self.stream):
             if checkpoint is not None and index < checkpoint.task_index:
@@ -213,7 +224,7 @@ class SequentialTrainer:
             if self.parallel is not None:
                 self.parallel.verify_weights(model, f"after {task.name}")
             progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
-                                                  index + 1, self.dist))
+                                                  index + 1, self.dist, evaluator))
             progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
             if probe is not None:
                 progress.retention.append(probe.measure(model).to_dict())
@@ -320,6 +331,7 @@ class SequentialTrainer:
             loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
             retention=self._retention_summary(progress.retention),
         ).to_json()
+        self._sync.close()
         if not self.dist.is_main:
             return results
         atomic_write_text(self.folder / "scores.csv", _scores_csv(tasks, progress.scores))
