@@ -13,7 +13,7 @@ from losia_cl.models.tiny import byte_tokenizer  # noqa: E402
 from losia_cl.streams import load_stream  # noqa: E402
 from losia_cl.streams.tokenization import collate_for_training, encode_examples  # noqa: E402
 
-TASKS = ["category", "position", "predecessor"]
+TASKS = ["category", "position", "check"]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from losia_cl.streams import load_stream  # noqa: E402
 from losia_cl.trainer import RunConfig  # noqa: E402
 from losia_cl.trainer.evaluate import TaskEvaluation  # noqa: E402
 
-TASKS = ["category", "position", "predecessor"]
+TASKS = ["category", "position", "check"]
 
 
 def _setup(num_train: int = 8, tasks=TASKS):

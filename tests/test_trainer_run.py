@@ -18,7 +18,7 @@ from losia_cl.methods import SubnetMethod, create_method, method_names
 from losia_cl.metrics import cl_metrics
 from losia_cl.trainer import RunConfig, run_experiment
 
-TASKS = ("category", "position", "predecessor")
+TASKS = ("category", "position", "check")
 SMALL = dict(model="tiny-llama", tasks=TASKS, max_train_examples=16, max_test_examples=6, batch_size=4,
              eval_batch_size=8, max_length=64, progress=False, report=False, checkpoint_every=2)
 
