@@ -1,4 +1,4 @@
-"""The ``losia-cl`` command line: run, streams, methods, models, report, compare, bench.
+"""The ``losia-cl`` command line: run, tune, streams, methods, models, report, compare, bench.
 
 ``losia-cl`` without a command prints the help on stderr and exits 2 (a command is required);
 ``losia-cl --help`` prints it on stdout and exits 0.  ``-q``/``-v`` work before or after the
@@ -89,18 +89,27 @@ def _shown(value: Any) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-def _add_run_parser(sub: argparse._SubParsersAction) -> None:
-    """``run``: one option per RunConfig field.  Options default to SUPPRESS so that the namespace holds
-    exactly what the command line gave (it overrides --config); the help states RunConfig's defaults."""
+def _parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (distinct integers)."""
+    try:
+        seeds = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} is not a comma-separated list of integers") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds: {text!r} must list at least one seed, each once")
+    return seeds
+
+
+def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
+    """One option per RunConfig field (``run_only``: also those only ``run`` takes).  Options default to
+    SUPPRESS so that the namespace holds exactly what the command line gave (it overrides --config, which
+    overrides --preset); the help states RunConfig's defaults."""
+    from losia_cl.presets import PRESETS
     from losia_cl.trainer.config import INT_RANGES, RunConfig
 
     helps = {key: text + (f" Range {INT_RANGES[key][0]} to {INT_RANGES[key][1]:,}." if key in INT_RANGES else "")
              for key, text in RunConfig.field_help().items()}
     defaults = {f.name: f.default for f in fields(RunConfig)}
-    p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
-                       description="Train each method through the stream's tasks in order, score every task "
-                                   "after every task, and compare forgetting. Without options: the embedded "
-                                   "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
 
     def option(name: str, *flags: str, **kwargs: Any) -> None:
         text = kwargs.pop("help", helps[name])
@@ -109,6 +118,9 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument(*(flags or ("--" + name.replace("_", "-"),)), dest=name, default=argparse.SUPPRESS,
                        help=text.replace("%", "%%"), **kwargs)
 
+    p.add_argument("--preset", default=None, choices=PRESETS.names(),
+                   help="Start from a named set of options (docs/fair-comparison.md); --config and the command "
+                        "line override it. " + "; ".join(f"{n}: {PRESETS.get(n).summary}" for n in PRESETS.names()))
     p.add_argument("--config", metavar="RUN.toml", default=None,
                    help="Read run options from a TOML file (keys: the option names); options given on the "
                         "command line override it.")
@@ -135,23 +147,63 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])
     option("dtype")
     option("device")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="Train data-parallel in N processes of this machine: starts torchrun (docs/distributed.md).")
+    if run_only:
+        p.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="Train data-parallel in N processes of this machine: starts torchrun "
+                            "(docs/distributed.md).")
     option("dist_backend")
     option("resume", "--resume", action="store_true", help=helps["resume"])
     option("progress", "--no-progress", action="store_false",
            help="Hide progress bars (they show only on a terminal anyway; so does TQDM_DISABLE=1).")
-    option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
+    if run_only:
+        option("lr_from", metavar="TUNE.json")
+        option("retention", "--no-retention", action="store_false",
+               help="Skip the general-knowledge probe after every task.")
+        option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
+        p.add_argument("--seeds", type=_parse_seeds, default=argparse.SUPPRESS,
+                       help="Run every method under every seed (e.g. 0,1,2), one run folder OUT/seed<N> each; within "
+                            "a seed all methods see the same data in the same order (paired). The report gives "
+                            "mean ± 95%% CI and paired differences with tests. Replaces --seed.")
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train methods through a task stream and measure forgetting",
+                       description="Train each method through the stream's tasks in order, score every task "
+                                   "after every task, and compare forgetting. Without options: the embedded "
+                                   "demo stream on the embedded SmolLM2-135M-Instruct with losia, lora, full.")
+    _add_run_options(p, run_only=True)
     p.set_defaults(func=_cmd_run)
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """RunConfig keywords: the --config file's values, replaced by those given on the command line."""
+def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
+    from losia_cl.tune.runner import DEFAULT_TUNE_TASKS
+
+    p = sub.add_parser("tune", help="choose each method's learning rate on eval splits (writes tune.json)",
+                       description="Train each method over a learning-rate grid through the stream's first "
+                                   "tasks, score on the eval splits (never test), and pick per method the rate "
+                                   "with the highest final AP (ties: the lower rate). Writes OUT/tune.json for "
+                                   "`losia-cl run --lr-from OUT/tune.json`. Takes the options of `run`.")
+    _add_run_options(p, run_only=False)
+    p.add_argument("--grid", action="append", default=[], metavar="METHOD=LR,LR,...",
+                   help="A method's learning rates (repeat for several methods); default: five values half a "
+                        "decade apart, from a tenth of the method's default learning rate to ten times it.")
+    p.add_argument("--tune-tasks", type=int, default=argparse.SUPPRESS,
+                   help=f"How many of the stream's first tasks to tune on (default: {DEFAULT_TUNE_TASKS}).")
+    p.set_defaults(func=_cmd_tune)
+
+
+def _run_options(args: argparse.Namespace, command: str = "run") -> dict[str, Any]:
+    """RunConfig keywords: the preset's values, replaced by the --config file's, replaced by those given on
+    the command line."""
+    from losia_cl.presets import PRESETS
     from losia_cl.trainer.config import RunConfig
     from losia_cl.trainer.run_file import read_run_file
 
     names = {f.name for f in fields(RunConfig)}
-    values = read_run_file(args.config) if args.config else {}
+    preset = getattr(args, "preset", None)
+    values = {k: v for k, v in PRESETS.get(preset).defaults(command).items() if k in names} if preset else {}
+    if getattr(args, "config", None):
+        values.update(read_run_file(args.config))
     given = {k: v for k, v in vars(args).items() if k in names}
     pairs = given.pop("method_options", [])
     values.update(given)
@@ -173,30 +225,71 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _preset_value(args: argparse.Namespace, command: str, key: str, default: Any) -> Any:
+    """An option that is not a RunConfig field: the command line's, else the preset's, else ``default``."""
+    from losia_cl.presets import PRESETS
+
+    if key in vars(args):
+        return getattr(args, key)
+    preset = getattr(args, "preset", None)
+    return PRESETS.get(preset).defaults(command).get(key, default) if preset else default
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from losia_cl.trainer.config import RunConfig
 
     config = RunConfig(**_run_options(args))  # bad options stop here, before torch is imported
 
     from losia_cl.trainer.experiment import run_experiment
+    from losia_cl.trainer.seeds import run_seeds
     from losia_cl.trainer.summary import comparison_table
 
     if args.nproc != 1:
         return _launch(config, args)
-    outcome = run_experiment(config, command=["losia-cl", *sys.argv[1:]])
+    command = ["losia-cl", *sys.argv[1:]]
+    seeds = None if "seed" in vars(args) and "seeds" not in vars(args) else _preset_value(args, "run", "seeds", None)
+    if seeds and len(seeds) > 1:
+        outcomes = run_seeds(config, seeds, command=command)
+        for seed, outcome in zip(seeds, outcomes):
+            sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
+        root = outcomes[0].out_dir.parent
+        sys.stdout.write(f"\nresults: {root}/seed<N>/<method>/results.json (seeds: {root}/seeds.json)\n")
+        _write_report(root, config.report)
+        return 0
+    if seeds:
+        config = RunConfig(**{**_run_options(args), "seed": seeds[0]})
+    outcome = run_experiment(config, command=command)
     if outcome.rank != 0:  # under torchrun rank 0 prints for every rank
         return 0
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
-    if config.report:
-        try:
-            from losia_cl.report import build_report
+    _write_report(outcome.out_dir, config.report)
+    return 0
 
-            files = build_report([outcome.out_dir])
-            sys.stdout.write(f"report:  {files.html}\n")
-        except Exception as error:  # the results are safe on disk; the report can be rebuilt
-            logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s",
-                           error, outcome.out_dir)
+
+def _write_report(run_dir: Any, enabled: bool) -> None:
+    if not enabled:
+        return
+    try:
+        from losia_cl.report import build_report
+
+        files = build_report([run_dir])
+        sys.stdout.write(f"report:  {files.html}\n")
+    except Exception as error:  # the results are safe on disk; the report can be rebuilt
+        logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s", error, run_dir)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from losia_cl.trainer.config import RunConfig
+    from losia_cl.tune.grid import parse_grid
+    from losia_cl.tune.runner import DEFAULT_TUNE_TASKS, describe, run_tune
+
+    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False})
+    grid = parse_grid(args.grid, config.methods)
+    tune_tasks = _preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS)
+    outcome = run_tune(config, grid, tune_tasks=tune_tasks, command=["losia-cl", *sys.argv[1:]])
+    sys.stdout.write("\n" + describe(outcome) + "\n")
+    sys.stdout.write(f"\ntune:    {outcome.path}\nnext:    losia-cl run --lr-from {outcome.path} ...\n")
     return 0
 
 
@@ -267,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
+    _add_tune_parser(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     methods = sub.add_parser("methods", help="list the training methods (--options: and their options)")
     methods.add_argument("--options", action="store_true", help="also list every method's options")

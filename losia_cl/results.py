@@ -221,6 +221,10 @@ class RunInfo:
     finished_at: str | None = documented("UTC end time (ISO 8601); null while the run is unfinished.", None)
     world_size: int = documented("Processes the run trained in (data-parallel under torchrun, "
                                  "docs/distributed.md); `--resume` needs as many.", 1)
+    learning_rates: dict[str, dict[str, Any]] = documented(
+        "{method: {lr, source, file}}: each method's learning rate and where it came from: `default`, `--lr` or "
+        "`tune.json` (then `file` names it).", default_factory=dict,
+    )
     format: str = documented(f"File format and version: {RUN_FORMAT!r}.", RUN_FORMAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -255,7 +259,20 @@ class RunInfo:
             started_at=_optional_str(data.get("started_at"), path, "started_at"),
             finished_at=_optional_str(data.get("finished_at"), path, "finished_at"),
             world_size=_as_int(data.get("world_size", 1), path, "world_size", minimum=1),
+            learning_rates=_validate_learning_rates(data.get("learning_rates"), path),
         )
+
+
+def _validate_learning_rates(value: Any, path: Path) -> dict[str, dict[str, Any]]:
+    rates = _as_dict(value or {}, path, "learning_rates")
+    for method, entry in rates.items():
+        entry = _as_dict(entry, path, f"learning_rates.{method}")
+        _as_float(_get(entry, "lr", path), path, f"learning_rates.{method}.lr")
+        source = entry.get("source")
+        if source not in ("default", "--lr", "tune.json"):
+            raise DataError(f"{_where(path, f'learning_rates.{method}.source')} must be default, --lr or tune.json, "
+                            f"got {source!r}")
+    return rates
 
 
 def read_run_info(path: Path) -> RunInfo:
@@ -298,6 +315,18 @@ class MethodResults:
     method_record: dict[str, dict[str, Any]] = documented(
         "{task: method.describe(optimizer)}, what the method did during that task ({} for dense methods).",
         default_factory=dict,
+    )
+    loglik_scores: list[list[float]] | None = documented(
+        "(T+1) x T graded scores: the mean log-likelihood per answer token (nats, <= 0) of each task's test "
+        "references, teacher-forced, after each stage (row 0 the base model).", None
+    )
+    loglik_metrics: dict[str, Any] | None = documented(
+        "cl_metrics(loglik_scores, bounded=False).to_dict(): AP, BWT, FWT, forgetting, LA on the graded scores.", None
+    )
+    retention: dict[str, Any] | None = documented(
+        "The general probe after each stage (base first): kl (mean KL(base || model) per reference token), kept "
+        "(share of the base model's right answers still right, null if it had none), right (items right now), "
+        "items, base_right, continuation; null under --no-retention.", None
     )
     format: str = documented(f"File format and version: {RESULTS_FORMAT!r}.", RESULTS_FORMAT)
 
@@ -343,12 +372,49 @@ class MethodResults:
         record = _as_dict(_get(data, "method_record", path, required=False) or {}, path, "method_record")
         for task, entry in record.items():
             _as_dict(entry, path, f"method_record.{task}")
+        loglik, loglik_metrics = _validate_loglik(data.get("loglik_scores"), path, tasks)
+        retention = _validate_retention(data.get("retention"), path, len(tasks))
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, subnet_overlap=overlap,
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, losses=losses, method_record=record,
+            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention,
         )
+
+
+def _validate_loglik(value: Any, path: Path, tasks: Sequence[str]) -> tuple[Any, Any]:
+    """The optional graded matrix ((T+1) x T, finite) and its metrics, recomputed from it."""
+    if value is None:
+        return None, None
+    from losia_cl.metrics import cl_metrics
+
+    t = len(tasks)
+    if not isinstance(value, list) or len(value) != t + 1 or not all(
+            isinstance(r, list) and len(r) == t for r in value):
+        raise DataError(f"{_where(path, 'loglik_scores')} must be {t + 1} rows of {t} values (like 'scores')")
+    matrix = [[_as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None) for j, v in enumerate(row)]
+              for i, row in enumerate(value)]
+    return matrix, cl_metrics(matrix, bounded=False).to_dict()
+
+
+def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any] | None:
+    """The optional general-probe record: ``kl`` (finite) and ``kept`` (0-1 or null), one per stage."""
+    record = _as_dict(value, path, "retention", nullable=True)
+    if record is None:
+        return None
+    for key in ("kl", "kept"):
+        series = _get(record, key, path)
+        if not isinstance(series, list) or len(series) != num_tasks + 1:
+            raise DataError(f"{_where(path, f'retention.{key}')} must be a list of {num_tasks + 1} values "
+                            "(base, then one per task)")
+        for i, v in enumerate(series):
+            if v is None and key == "kept":
+                continue
+            number = _as_float(v, path, f"retention.{key}[{i}]", minimum=None)
+            if key == "kept" and not 0.0 <= number <= 1.0:
+                raise DataError(f"{_where(path, f'retention.kept[{i}]')} = {number!r} is outside [0, 1]")
+    return record
 
 
 def read_results(path: Path) -> MethodResults:

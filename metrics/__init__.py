@@ -5,7 +5,8 @@
 * :mod:`.scorers` — task scorers by name (:func:`get_scorer`, :func:`scorer_names`);
 * :mod:`.overlap` — overlap of the LoSiA subnets trained on different tasks
   (:class:`SubnetOverlapTracker`);
-* :mod:`.stability` — weight dimensional stability (:class:`StabilityTracker`).
+* :mod:`.stability` — weight dimensional stability (:class:`StabilityTracker`);
+* :mod:`.paired` — paired comparisons of two methods over seeds (:func:`paired_difference`, :func:`verdict`).
 
 Importing this package is cheap: it imports none of the submodules, and torch
 is imported only when a stability measurement runs.  Every name below is
@@ -36,6 +37,9 @@ _LAZY = {
     "spectral_drift": ".stability",
     "merge_lora": ".stability",
     "linear_weights": ".stability",
+    "PairedDifference": ".paired",
+    "paired_difference": ".paired",
+    "verdict": ".paired",
 }
 
 __all__ = sorted(_LAZY)
@@ -43,6 +47,7 @@ __all__ = sorted(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .continual import CLMetrics, cl_metrics
     from .overlap import SubnetOverlapTracker, chance_jaccard
+    from .paired import PairedDifference, paired_difference, verdict
     from .scorers import Scorer, get_scorer, scorer_names
     from .stability import (
         StabilityConfig,

@@ -39,12 +39,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["CLMetrics", "cl_metrics", "validate_score_matrix"]
 
 
-def validate_score_matrix(scores: Any) -> np.ndarray:
+def validate_score_matrix(scores: Any, *, bounded: bool = True) -> np.ndarray:
     """Return ``scores`` as a float64 array after checking it is a valid ``(T+1) × T`` score matrix.
 
     Raises :class:`~losia_cl.errors.DataError` naming the problem: not a 2-D
     numeric array, a shape other than ``(T+1) × T`` with ``T ≥ 1``, a non-finite
-    entry, or an entry outside ``[0, 1]`` (each with its row and column).
+    entry, or (when ``bounded``) an entry outside ``[0, 1]`` (each with its row and column).
+    ``bounded=False`` accepts any finite value, e.g. mean log-likelihoods.
     """
     try:
         s = np.array(scores, dtype=np.float64)
@@ -65,7 +66,7 @@ def validate_score_matrix(scores: Any) -> np.ndarray:
     if bad.size:
         i, j = bad[0]
         raise DataError(f"score matrix: entry [{i}][{j}] = {float(s[i, j])} is not finite")
-    bad = np.argwhere((s < 0.0) | (s > 1.0))
+    bad = np.argwhere((s < 0.0) | (s > 1.0)) if bounded else np.empty((0, 2))
     if bad.size:
         i, j = bad[0]
         raise DataError(
@@ -159,18 +160,20 @@ def _forgetting_curve(s: np.ndarray, t: int) -> list[float | None]:
     return curve[:t]
 
 
-def cl_metrics(scores: Any) -> CLMetrics:
+def cl_metrics(scores: Any, *, bounded: bool = True) -> CLMetrics:
     """Compute :class:`CLMetrics` from a ``(T+1) × T`` score matrix (see the module docstring).
 
     ``scores`` is anything ``numpy.array`` reads as a 2-D float array (list of
     lists, array, tensor on the CPU).  Invalid input raises
-    :class:`~losia_cl.errors.DataError`.
+    :class:`~losia_cl.errors.DataError`.  ``bounded=False`` takes any finite
+    scores where higher is better (e.g. the mean log-likelihoods of
+    ``loglik_scores``); the formulas are unchanged.
 
     >>> m = cl_metrics([[0.1, 0.2], [0.8, 0.4], [0.6, 0.9]])
     >>> round(m.bwt, 3), round(m.fwt, 3), round(m.average_performance, 3)
     (-0.2, 0.2, 0.75)
     """
-    s = validate_score_matrix(scores)
+    s = validate_score_matrix(scores, bounded=bounded)
     t = s.shape[1]
     ap_curve = [_mean([s[i, j - 1] for j in range(1, i + 1)]) for i in range(1, t + 1)]
     fwt = None if t < 2 else _mean([s[j - 1, j - 1] - s[0, j - 1] for j in range(2, t + 1)])

@@ -2,42 +2,45 @@
 
 Every prompt shows the same kind of input, a numbered list of four items (one
 animal, one colour, one fruit, one tool, in random order), and asks one
-question about one of the listed words::
+question about the list::
 
     Items: 1. pear 2. wolf 3. chisel 4. green
-    Question: Which number is chisel?
+    Question: Which item comes after wolf?
     Answer:
 
-The four tasks ask different questions and, on purpose, answer in four
-conflicting conventions, so that fine-tuning on a later task pulls the output
-style away from the earlier ones (measurable forgetting):
+All four tasks answer with one of the listed words, so they share an output
+format and differ in the rule that picks the word:
 
-============  ======================================  =====================  ===============
-task          question                                answer                 max_new_tokens
-============  ======================================  =====================  ===============
-category      What kind of thing is chisel?           ``TOOL`` (upper case)  6
-position      Which number is chisel?                 ``#3``                 4
-successor     Which item comes after wolf?            ``chisel`` (the next   6
-                                                      item's word)
-check         Is lion on the list?                    ``true`` / ``false``   4
-============  ======================================  =====================  ===============
+============  ======================================  ======================  ===============
+task          question                                answer                  max_new_tokens
+============  ======================================  ======================  ===============
+category      Which item is a tool?                   ``chisel``              6
+position      What is item 3?                         ``chisel``              6
+successor     Which item comes after wolf?            ``chisel``              6
+predecessor   Which item comes before chisel?         ``wolf``                6
+============  ======================================  ======================  ===============
 
-Each rule needs one look-up (the asked word's kind, its place in the list,
-or its presence).  Measured with SmolLM2-135M-Instruct (plain prompts, full
-fine-tuning, AdamW lr 1e-4, batch 8, 32 steps per task, 24 test examples):
-the base model scores 0 on all four; each task reaches 0.83–1.0 right after
-its own training, and every earlier task falls to 0 after the next one (the
-output convention is taken over).  Two first designs were not learnable in
-32 steps and were dropped: "What kind of thing is item 3?" (two look-ups)
-stayed at chance (0.28), and "Is pear a kind of tool?" at 0.54.
+Forgetting therefore comes from interference between rules (the last two are
+mirror images of each other), not from a later task's answer format taking
+over: earlier tasks are partly kept, partly lost, and methods can differ.
+An earlier design answered in four conflicting formats (``TOOL``, ``#3``,
+a word, ``true``/``false``); there every earlier task fell to exactly 0 after
+the next task for every method (forgetting 0.89–1.0, AP 0.24–0.25 with
+SmolLM2-135M-Instruct), so the demo could not tell methods apart.
 
-All four are scored by exact match (``accuracy``).  The rules are simple, so
-held-out examples are solvable: test prompts never occur among the training
-prompts, but they are built from the same 48 words.  Labels are balanced
-(each task cycles through its answer classes).  Each task draws its examples
-from its own random generator seeded by ``(seed, task name)``; test examples
-are drawn first, so the test set of a seed does not change with ``num_train``
-or with the task selection.
+One extra task, ``check`` ("Is lion on the list?" → ``true``/``false``, 4
+new tokens), is loaded only when named (``tasks=[...]``): it answers in its own
+format, which a tiny model learns quickly (the Avalanche example uses it).
+
+Each rule needs one look-up.  All four are scored by exact match
+(``accuracy``).  Held-out examples are solvable: test and eval prompts never
+occur among the training prompts, but they are built from the same 48 words.
+Labels are balanced (each task cycles through its answer classes: the asked
+kind, the asked number, the place of the answer in the list).  Each task
+draws its examples from its own random generator seeded by ``(seed, task
+name)``: test examples first, then eval examples, then training examples, so
+the test and eval sets of a seed change with neither ``num_train`` nor the
+task selection.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ NUM_ITEMS = len(CATEGORIES)
 
 DEFAULT_NUM_TRAIN = 128
 DEFAULT_NUM_TEST = 24
-MAX_EXAMPLES = 20_000  # per task, train and test together
+DEFAULT_NUM_EVAL = 24
+MAX_EXAMPLES = 20_000  # per task, train, test and eval together
 
 Items = list[tuple[str, str]]  # (category, word) in list order
 
@@ -86,23 +90,28 @@ def _render(items: Items, question: str) -> str:
 
 
 def _category(rng: random.Random, label: int) -> Example:
-    """label: index of the asked word's category."""
+    """label: index of the asked category; the answer is the listed word of that kind."""
     items = _draw_items(rng)
     category = CATEGORY_NAMES[label]
-    word = dict(items)[category]
-    return Example(_render(items, f"What kind of thing is {word}?"), category.upper())
+    return Example(_render(items, f"Which item is {_ARTICLE[category]} {category}?"), dict(items)[category])
 
 
 def _position(rng: random.Random, label: int) -> Example:
-    """label: 0-based position of the asked word."""
+    """label: 0-based position asked for; the answer is the word at that number."""
     items = _draw_items(rng)
-    return Example(_render(items, f"Which number is {items[label][1]}?"), f"#{label + 1}")
+    return Example(_render(items, f"What is item {label + 1}?"), items[label][1])
 
 
 def _successor(rng: random.Random, label: int) -> Example:
     """label: 0-based position of the asked word (never the last item)."""
     items = _draw_items(rng)
     return Example(_render(items, f"Which item comes after {items[label][1]}?"), items[label + 1][1])
+
+
+def _predecessor(rng: random.Random, label: int) -> Example:
+    """label: 0-based position of the answer (never the last item); the asked word follows it."""
+    items = _draw_items(rng)
+    return Example(_render(items, f"Which item comes before {items[label + 1][1]}?"), items[label][1])
 
 
 def _check(rng: random.Random, label: int) -> Example:
@@ -114,6 +123,9 @@ def _check(rng: random.Random, label: int) -> Example:
     else:
         word = rng.choice([w for _, pool in CATEGORIES for w in pool if w not in words])
     return Example(_render(items, f"Is {word} on the list?"), "true" if label == 0 else "false")
+
+
+_ARTICLE = {"animal": "an", "color": "a", "fruit": "a", "tool": "a"}
 
 
 @dataclass(frozen=True)
@@ -137,12 +149,16 @@ class DemoTaskSpec:
 
 #: The demo tasks in their default training order.
 DEMO_TASKS: tuple[DemoTaskSpec, ...] = (
-    DemoTaskSpec("category", _category, NUM_ITEMS, 6, "the asked word's kind, in upper case: ANIMAL/COLOR/FRUIT/TOOL"),
-    DemoTaskSpec("position", _position, NUM_ITEMS, 4, "the asked word's number in the list, as #1..#4"),
-    DemoTaskSpec("successor", _successor, NUM_ITEMS - 1, 6, "the word right after the asked word in the list"),
-    DemoTaskSpec("check", _check, 2, 4, "whether the asked word is on the list: true/false"),
+    DemoTaskSpec("category", _category, NUM_ITEMS, 6, "the listed word of the asked kind"),
+    DemoTaskSpec("position", _position, NUM_ITEMS, 6, "the word at the asked number"),
+    DemoTaskSpec("successor", _successor, NUM_ITEMS - 1, 6, "the word right after the asked word"),
+    DemoTaskSpec("predecessor", _predecessor, NUM_ITEMS - 1, 6, "the word right before the asked word"),
 )
 DEMO_TASK_NAMES: tuple[str, ...] = tuple(spec.name for spec in DEMO_TASKS)
+#: Tasks loaded only when asked for by name (``tasks=[...]``): not part of the default stream.
+EXTRA_TASKS: tuple[DemoTaskSpec, ...] = (
+    DemoTaskSpec("check", _check, 2, 4, "whether the asked word is on the list: true/false"),
+)
 
 
 def generate_examples(spec: DemoTaskSpec, *, count: int, seed: int) -> list[Example]:
@@ -162,15 +178,16 @@ def generate_examples(spec: DemoTaskSpec, *, count: int, seed: int) -> list[Exam
     return examples
 
 
-def demo_task(spec: DemoTaskSpec, *, num_train: int, num_test: int, seed: int) -> Task:
-    """One demo task: ``num_test`` test examples drawn first, then ``num_train`` training examples."""
-    examples = generate_examples(spec, count=num_test + num_train, seed=seed)
-    test, train = examples[:num_test], examples[num_test:]
+def demo_task(spec: DemoTaskSpec, *, num_train: int, num_test: int, seed: int, num_eval: int = 0) -> Task:
+    """One demo task: ``num_test`` test examples drawn first, then ``num_eval`` eval, then ``num_train`` train."""
+    examples = generate_examples(spec, count=num_test + num_eval + num_train, seed=seed)
+    test, evaluation = examples[:num_test], examples[num_test:num_test + num_eval]
+    train = examples[num_test + num_eval:]
     order = random.Random(f"losia-cl-demo-order:{seed}:{spec.name}")
     order.shuffle(test)
     order.shuffle(train)
     return Task(name=spec.name, train=tuple(train), test=tuple(test), metric="accuracy",
-                max_new_tokens=spec.max_new_tokens)
+                max_new_tokens=spec.max_new_tokens, eval=tuple(evaluation))
 
 
 @register_stream(
@@ -182,6 +199,7 @@ def load_demo(
     *,
     num_train: int = DEFAULT_NUM_TRAIN,
     num_test: int = DEFAULT_NUM_TEST,
+    num_eval: int = DEFAULT_NUM_EVAL,
     seed: int = 0,
     tasks: str | Sequence[str] | None = None,
 ) -> Stream:
@@ -190,18 +208,23 @@ def load_demo(
     Args:
         num_train: training examples per task (default 128).
         num_test: test examples per task (default 24; keeps the default run within its time budget).
+        num_eval: eval examples per task, for ``losia-cl tune`` (default 24; disjoint from train and test).
         seed: the examples depend on it, and on nothing else.
         tasks: a subset and order of ``category``, ``position``, ``successor``,
-            ``check`` (list or comma-separated string); default all four, in that order.
+            ``predecessor`` and the extra ``check`` (list or comma-separated string);
+            default the first four, in that order.
     """
     num_train = _count("num_train", num_train)
     num_test = _count("num_test", num_test)
+    num_eval = _count("num_eval", num_eval)
     seed = check_seed(seed)
-    if num_train + num_test > MAX_EXAMPLES:
-        raise ConfigError(f"num_train + num_test must be at most {MAX_EXAMPLES}, got {num_train + num_test}")
-    chosen = select_tasks(DEMO_TASK_NAMES, tasks, kind="demo task")
-    specs = {spec.name: spec for spec in DEMO_TASKS}
-    built = tuple(demo_task(specs[name], num_train=num_train, num_test=num_test, seed=seed) for name in chosen)
+    total = num_train + num_test + num_eval
+    if total > MAX_EXAMPLES:
+        raise ConfigError(f"num_train + num_test + num_eval must be at most {MAX_EXAMPLES}, got {total}")
+    specs = {spec.name: spec for spec in DEMO_TASKS + EXTRA_TASKS}
+    chosen = select_tasks(list(specs), DEMO_TASK_NAMES if tasks is None else tasks, kind="demo task")
+    built = tuple(demo_task(specs[name], num_train=num_train, num_test=num_test, num_eval=num_eval, seed=seed)
+                  for name in chosen)
     logger.debug("demo stream: %d tasks, %d train / %d test each, seed %d", len(built), num_train, num_test, seed)
     return Stream(name="demo", tasks=built, description="embedded offline demo stream")
 

@@ -23,6 +23,7 @@ into its name (:mod:`losia_cl.streams.mapping`)::
     [[tasks]]
     name = "sentiment"
     train = "data/sst2/train.csv"
+    eval = "data/sst2/eval.csv"               # optional: for losia-cl tune
     test = "data/sst2/test.csv"
     prompt_template = "Review: {sentence}\nSentiment:"
     answer_field = "label"
@@ -31,7 +32,8 @@ into its name (:mod:`losia_cl.streams.mapping`)::
 Every task needs ``name``, ``train``, ``test``, ``metric`` and
 ``max_new_tokens`` (the last two, and the mapping keys, possibly from
 ``[defaults]``; a task's own ``prompt_field`` replaces a default
-``prompt_template`` and so on).  Unknown keys are errors (they are usually
+``prompt_template`` and so on); ``eval`` (examples for choosing learning
+rates with ``losia-cl tune``, capped like ``test``) is optional.  Unknown keys are errors (they are usually
 typos).  A malformed manifest raises :class:`~losia_cl.errors.ConfigError`
 naming the file and the key; an unknown metric raises
 :class:`~losia_cl.errors.UnknownNameError`; a missing or bad data file raises
@@ -61,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 TOP_KEYS = ("name", "description", "defaults", "tasks")
 DEFAULT_KEYS = ("metric", "max_new_tokens", *MAPPING_KEYS)
-TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens", *MAPPING_KEYS)
+TASK_KEYS = ("name", "train", "test", "eval", "metric", "max_new_tokens", *MAPPING_KEYS)
 REQUIRED_TASK_KEYS = ("name", "train", "test", "metric", "max_new_tokens")
 
 
@@ -184,6 +186,7 @@ def _task_spec(path: Path, index: int, entry: dict[str, Any]) -> dict[str, Any]:
         "name": check_name("task", _string(f"{where}.name", entry["name"]), where=f"{where}.name"),
         "train": _string(f"{where}.train", entry["train"]),
         "test": _string(f"{where}.test", entry["test"]),
+        "eval": _string(f"{where}.eval", entry["eval"]) if "eval" in entry else None,
         "metric": check_metric(entry["metric"], where=f"{where}.metric"),
         "max_new_tokens": _positive_int(f"{where}.max_new_tokens", entry["max_new_tokens"], MAX_NEW_TOKENS),
         "mapping": _mapping(where, entry),
@@ -204,8 +207,10 @@ def _load_task(
     max_test: int | None,
     seed: int,
 ) -> Task:
-    splits = {}
-    for split, limit in (("train", max_train), ("test", max_test)):
+    splits: dict[str, tuple] = {"eval": ()}
+    for split, limit in (("train", max_train), ("test", max_test), ("eval", max_test)):
+        if spec[split] is None:
+            continue
         data_file = path.parent / spec[split]
         try:
             examples = read_examples(data_file, spec["mapping"])
@@ -218,4 +223,5 @@ def _load_task(
         test=splits["test"],
         metric=spec["metric"],
         max_new_tokens=spec["max_new_tokens"],
+        eval=splits["eval"],
     )

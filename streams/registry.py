@@ -100,7 +100,7 @@ def load_stream(name_or_path: str | os.PathLike[str], **options: Any) -> Stream:
 
     >>> stream = load_stream("demo", num_train=8, num_test=4)
     >>> stream.task_names
-    ['category', 'position', 'successor', 'check']
+    ['category', 'position', 'successor', 'predecessor']
     """
     loader = _file_loader(name_or_path)
     if loader is not None:

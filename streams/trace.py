@@ -12,7 +12,8 @@ the loader at the folder holding one sub-folder per task::
 
 Each file is a JSON list of ``{"prompt": str, "answer": str}`` records (JSON
 Lines is accepted too, as is the ``.jsonl`` extension).  ``train`` is used for
-training and ``test`` for evaluation; ``eval`` is not used.  The root comes
+training, ``test`` for evaluation and ``eval`` (optional) for choosing learning
+rates with ``losia-cl tune``.  The root comes
 from ``data_dir`` (``--data-dir`` on the command line) or else the
 ``LOSIA_CL_DATA`` environment variable; a root without task folders but with
 a ``TRACE`` sub-folder is read through that sub-folder.
@@ -132,12 +133,15 @@ def load_trace_task(
         raise _missing_tasks_error(root, [spec.name])
     train = read_examples(_split_file(folder, "train"))
     test = read_examples(_split_file(folder, "test"))
+    has_eval = any((folder / f"eval{suffix}").is_file() for suffix in (".json", ".jsonl"))
+    evaluation = read_examples(_split_file(folder, "eval")) if has_eval else ()
     return Task(
         name=spec.name,
         train=subsample(train, max_train_examples, seed=seed, key=f"{spec.name}/train"),
         test=subsample(test, max_test_examples, seed=seed, key=f"{spec.name}/test"),
         metric=spec.metric,
         max_new_tokens=spec.max_new_tokens,
+        eval=subsample(evaluation, max_test_examples, seed=seed, key=f"{spec.name}/eval"),
     )
 
 
@@ -160,7 +164,8 @@ def load_trace(
         max_train_examples: at most this many training examples per task
             (TRACE uses 5000; ``None`` keeps all), drawn with ``seed``.
         max_test_examples: at most this many test examples per task (TRACE uses
-            2000; ``None`` keeps all), drawn with ``seed``.
+            2000; ``None`` keeps all), drawn with ``seed``; the same cap applies
+            to the eval split.
         seed: seed of the subsampling (file order is kept).
     """
     max_train_examples = check_limit("max_train_examples", max_train_examples)

@@ -54,7 +54,7 @@ class Example:
 
 @dataclass(frozen=True)
 class Task:
-    """A named task: training and test examples, the metric, the generation length.
+    """A named task: training, test and (optionally) eval examples, the metric, the generation length.
 
     Attributes:
         name: the task's name, unique within its stream; it becomes part of file names, so it is
@@ -64,6 +64,8 @@ class Task:
         metric: the name of the scorer that grades generations on ``test``
             (one of :func:`losia_cl.metrics.scorers.scorer_names`).
         max_new_tokens: how many tokens to generate per test prompt (1 to :data:`MAX_NEW_TOKENS`).
+        eval: held-out examples for choosing hyperparameters (possibly empty;
+            ``losia-cl tune`` scores on them, never on ``test``).
     """
 
     name: str
@@ -71,12 +73,13 @@ class Task:
     test: tuple[Example, ...]
     metric: str
     max_new_tokens: int
+    eval: tuple[Example, ...] = ()
 
     def __post_init__(self) -> None:
         check_name("task", self.name, error=DataError)
-        for split in ("train", "test"):
+        for split in ("train", "test", "eval"):
             examples = tuple(getattr(self, split))
-            if not examples:
+            if not examples and split != "eval":
                 raise DataError(f"task {self.name!r}: the {split} split is empty")
             for i, example in enumerate(examples):
                 if not isinstance(example, Example):
@@ -139,10 +142,10 @@ class Task:
         return build_task(name, train, held_out, metric, max_new_tokens, where=where)
 
     def split(self, name: str) -> tuple[Example, ...]:
-        """The examples of split ``"train"`` or ``"test"``."""
-        if name not in ("train", "test"):
-            raise DataError(f"task {self.name!r}: unknown split {name!r}; splits: train, test")
-        return self.train if name == "train" else self.test
+        """The examples of split ``"train"``, ``"test"`` or ``"eval"``."""
+        if name not in ("train", "test", "eval"):
+            raise DataError(f"task {self.name!r}: unknown split {name!r}; splits: train, test, eval")
+        return getattr(self, name)
 
 
 @dataclass(frozen=True)

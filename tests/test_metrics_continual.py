@@ -159,3 +159,16 @@ def test_a_run_that_never_changes_has_zero_bwt_and_forgetting(t, v) -> None:
     if t > 1:
         assert m.bwt == approx(0.0) and m.forgetting == approx(0.0) and m.fwt == approx(0.0)
     assert m.average_performance == approx(v)
+
+
+def test_unbounded_scores_such_as_log_likelihoods_use_the_same_formulas() -> None:
+    loglik = [[-3.0, -4.0], [-0.5, -3.5], [-2.0, -0.25]]  # nats per answer token, higher is better
+    with pytest.raises(DataError, match=r"entry \[0\]\[0\] = -3.0 is outside \[0, 1\]"):
+        cl_metrics(loglik)
+    m = cl_metrics(loglik, bounded=False)
+    assert m.bwt == pytest.approx(-1.5)  # -2.0 - (-0.5)
+    assert m.forgetting == pytest.approx(1.5)
+    assert m.fwt == pytest.approx(0.5)  # -3.5 - (-4.0)
+    assert m.average_performance == pytest.approx(-1.125)
+    with pytest.raises(DataError, match="not finite"):
+        cl_metrics([[0.0], [float("-inf")]], bounded=False)

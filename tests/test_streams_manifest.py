@@ -202,3 +202,16 @@ def test_task_names_equal_but_for_case_are_refused(manifest):
 
 def test_deeply_nested_toml_is_a_one_line_error(manifest):
     expect_config_error(manifest, "x = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply")
+
+
+def test_optional_eval_split_is_read_capped_and_named_on_error(manifest):
+    write(manifest.parent / "data/priority/eval.jsonl", records("priority-eval", 7), jsonl=True)
+    text = manifest.read_text().replace(
+        'test = "data/priority/test.json"', 'test = "data/priority/test.json"\neval = "data/priority/eval.jsonl"')
+    manifest.write_text(text)
+    stream = load_stream(manifest, max_test_examples=3)
+    assert len(stream.task("priority").eval) == 3 and stream.task("summary").eval == ()
+    assert all(ex.prompt.startswith("priority-eval") for ex in stream.task("priority").eval)
+    manifest.write_text(text.replace("data/priority/eval.jsonl", "data/priority/missing.jsonl"))
+    with pytest.raises(DataError, match=r"missing.jsonl.*key tasks\[0\]\.eval"):
+        load_stream(manifest)

@@ -30,14 +30,14 @@ def test_unknown_stream_lists_known_streams_and_mentions_manifests():
 
 
 def test_unknown_option_lists_the_stream_options():
-    assert stream_options("demo") == ["num_train", "num_test", "seed", "tasks"]
+    assert stream_options("demo") == ["num_train", "num_test", "num_eval", "seed", "tasks"]
     assert stream_options("trace") == ["data_dir", "tasks", "max_train_examples", "max_test_examples", "seed"]
     assert stream_options("my/stream.toml") == ["tasks", "max_train_examples", "max_test_examples", "seed"]
     with pytest.raises(UnknownNameError):
         stream_options("nope")
     with pytest.raises(ConfigError) as info:
         load_stream("demo", num_trian=3)
-    assert "'num_trian'" in str(info.value) and "num_train, num_test, seed, tasks" in str(info.value)
+    assert "'num_trian'" in str(info.value) and "num_train, num_test, num_eval, seed, tasks" in str(info.value)
 
 
 def test_stream_names_are_case_insensitive():

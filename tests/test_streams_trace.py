@@ -56,6 +56,7 @@ def test_full_stream_order_metrics_and_sizes(trace_root):
         assert (len(task.train), len(task.test)) == (20 + i, 10 + i)
         assert task.train[3] == Example(f"{task.name} train prompt 3", f"{task.name} train answer 3")
         assert task.test[-1].prompt == f"{task.name} test prompt {9 + i}"
+        assert task.eval == tuple(Example(f"{task.name} eval prompt {k}", f"{task.name} eval answer {k}") for k in range(3))
     lengths = {t.name: t.max_new_tokens for t in stream}
     assert lengths["FOMC"] <= 16 and lengths["C-STANCE"] <= 16
     assert lengths["MeetingBank"] >= 128 and lengths["20Minuten"] >= 128 and lengths["Py150"] >= 32
@@ -176,3 +177,10 @@ def test_duplicate_or_empty_selection_is_a_config_error(trace_root):
         load_trace(data_dir=trace_root, tasks=["FOMC", "fomc"])
     with pytest.raises(ConfigError, match="selection is empty"):
         load_trace(data_dir=trace_root, tasks=[])
+
+
+def test_eval_split_is_optional_and_capped_like_test(trace_root):
+    (trace_root / "FOMC" / "eval.json").unlink()
+    stream = load_stream("trace", data_dir=trace_root, tasks="FOMC,C-STANCE", max_test_examples=2)
+    assert stream.task("FOMC").eval == ()
+    assert len(stream.task("C-STANCE").eval) == 2 and len(stream.task("C-STANCE").test) == 2

@@ -24,7 +24,8 @@ def trained():
     """tiny-llama after 30 full fine-tuning steps on three demo tasks: it ends some answers with EOS, not all."""
     torch.manual_seed(0)
     model, tokenizer = load_model("tiny-llama")
-    tasks = load_stream("demo", num_train=32, num_test=6, seed=0).tasks[:3]  # budgets 6, 4, 6 new tokens
+    tasks = load_stream("demo", num_train=32, num_test=6, seed=0,
+                        tasks="category,check,position").tasks  # budgets 6, 4, 6 new tokens
     features = [f for t in tasks for f in encode_examples(tokenizer, t.train, max_length=MAX_LENGTH)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)

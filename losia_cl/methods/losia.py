@@ -41,7 +41,7 @@ class LoSiAMethod:
     fields (``init``, ``schedule``, ``pro``, ... given there win).
     """
 
-    lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 5e-3)
+    lr: float = documented("Peak learning rate (> 0) of the subnet updates.", 1e-3)
     rank_factor: float = documented("p in (0, 1]: each target matrix trains floor(p*d_out) x floor(p*d_in) entries.",
                                     1 / 8)
     period: int | None = documented(

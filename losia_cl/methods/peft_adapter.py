@@ -38,7 +38,7 @@ class PeftAdapterMethod(DenseMethodDefaults):
     ``per_task=True`` merges it into the base after every task and starts a fresh one.
     """
 
-    lr: float = documented("Peak learning rate (> 0) of AdamW on the adapter weights.", 2e-3)
+    lr: float = documented("Peak learning rate (> 0) of AdamW on the adapter weights.", 1e-3)
     rank: int | None = documented(
         "Adapter rank (>= 1); null: the rank whose parameter count is closest to LoSiA's at rank_factor.", None
     )

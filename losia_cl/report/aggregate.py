@@ -18,7 +18,7 @@ from .stats import Stat, summarize
 logger = logging.getLogger(__name__)
 
 __all__ = ["DETAIL_TASK_LIMIT", "MethodRuns", "ReportRuns", "group_seeds", "check_same_setup", "mean_nested",
-           "summary_view"]
+           "summary_view", "task_curves"]
 
 #: streams with more tasks than this get summary views: heatmaps without numbers in the cells, per-task and
 #: per-stage tables instead of full (T+1) × T matrices, one panel per quantity instead of one per task.
@@ -28,6 +28,11 @@ DETAIL_TASK_LIMIT = 50
 def summary_view(num_tasks: int) -> bool:
     """Whether a stream of ``num_tasks`` tasks is reported with summary views (more than :data:`DETAIL_TASK_LIMIT`)."""
     return num_tasks > DETAIL_TASK_LIMIT
+
+
+def task_curves(cells: list[list[Stat]]) -> list[list[tuple[float | None, float | None]]]:
+    """Per task ``j``, its ``(mean, half width)`` at every stage ``0..T`` of a ``(T+1) × T`` matrix of stats."""
+    return [[(row[j].mean, row[j].half_width) for row in cells] for j in range(len(cells[0]))]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,21 @@ class MethodRuns:
         """Per-stage curve (``average_performance_curve``, ``bwt_curve``, ``forgetting_curve``) over seeds."""
         curves = [r.metrics[key] for r in self.results]
         return [summarize([c[i] for c in curves]) for i in range(len(curves[0]))]
+
+    def loglik_stats(self) -> list[list[Stat]] | None:
+        """``(T+1) × T`` cells of the graded ``loglik_scores`` over the seeds that have them (None if none)."""
+        matrices = [r.loglik_scores for r in self.results if r.loglik_scores is not None]
+        if not matrices:
+            return None
+        rows, cols = matrices[0].shape
+        return [[summarize([float(m[i, j]) for m in matrices]) for j in range(cols)] for i in range(rows)]
+
+    def retention_stats(self, key: str) -> list[Stat] | None:
+        """The general probe's ``kl`` or ``kept`` per stage (base first) over seeds (None if never measured)."""
+        series = [r.retention[key] for r in self.results if r.retention is not None]
+        if not series:
+            return None
+        return [summarize([s[i] for s in series]) for i in range(len(series[0]))]
 
     def overlaps(self) -> list[dict[str, Any]]:
         return [r.subnet_overlap for r in self.results if r.subnet_overlap is not None]

@@ -42,9 +42,11 @@ def build_report(run_dirs: Sequence[str | Path] | str | Path, out: str | Path | 
     Raises :class:`~losia_cl.errors.DataError` for a missing or malformed run
     directory (naming the file and key) before anything is written.
     """
-    loaded = load_runs(run_dirs)  # type: ignore[arg-type]
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    loaded = load_runs(dirs)
     check_same_setup(loaded)
-    out = resolve_out(out, loaded[0].path / "report" / "report.html")
+    root = Path(dirs[0]) if len(dirs) == 1 and not (Path(dirs[0]) / "run.json").is_file() else loaded[0].path
+    out = resolve_out(out, root / "report" / "report.html")
     runs = ReportRuns.of(loaded)
     check_file_stems({m: str(g.results[0].path.parent) for m, g in runs.groups.items()})
     writer = FigureWriter(out.parent)

@@ -212,11 +212,15 @@ def score_matrix_figure(
 def forgetting_curves_figure(
     tasks: Sequence[str],
     curves: Mapping[str, Sequence[tuple[float, float | None]]] | Mapping[str, Any],
+    *,
+    ylabel: str = "score",
+    bounded: bool = True,
 ) -> Figure:
     """One panel per task: its score after every stage, one line per method.
 
     ``curves[method][j]`` is a sequence over stages ``0..T`` of ``(mean, half_width)``
-    for task ``j``; a band shows the interval when ``half_width`` is given.
+    for task ``j``; a band shows the interval when ``half_width`` is given.  ``bounded``: scores in
+    [0, 1] (the y axis stays inside); otherwise the axis fits the values (e.g. log-likelihoods).
     """
     t = len(tasks)
     methods = list(curves)
@@ -228,7 +232,7 @@ def forgetting_curves_figure(
     with _style():
         fig = _new_figure(0.4 + 2.3 * ncols, 0.6 + 1.9 * nrows)
         axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
-        lo, hi = 1.0, 0.0
+        lo, hi = (1.0, 0.0) if bounded else (math.inf, -math.inf)
         for j, task in enumerate(tasks):
             ax = axes[j // ncols][j % ncols]
             ax.axvline(j + 1, color="#999999", linestyle=":", linewidth=1)
@@ -244,12 +248,15 @@ def forgetting_curves_figure(
             ax.set_xticks(stages, stage_labels)
             ax.set_xlabel("after stage")
             if j % ncols == 0:
-                ax.set_ylabel("score")
+                ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         for k in range(t, nrows * ncols):
             axes[k // ncols][k % ncols].set_visible(False)
-        pad = 0.05
-        axes[0][0].set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi > lo else 1.0)
+        pad = 0.05 if bounded else 0.05 * max(hi - lo, 1e-3)
+        if bounded:
+            axes[0][0].set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi > lo else 1.0)
+        else:
+            axes[0][0].set_ylim(lo - pad, hi + pad)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(methods), 6), frameon=False)
     return fig

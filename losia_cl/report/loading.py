@@ -59,13 +59,23 @@ class MethodResult:
     steps: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    loglik_scores: np.ndarray | None = None
+    loglik_metrics: dict[str, Any] | None = None
+    retention: dict[str, Any] | None = None
 
     def metric(self, key: str) -> float | None:
-        """A headline value by column key: a CL metric, or a cost field of the file."""
+        """A headline value by column key: a CL metric, ``loglik_<metric>`` (the same metric on the graded
+        ``loglik_scores``), ``retention_kl`` / ``retention_kept`` (the general probe after the last task),
+        or a cost field of the file."""
         if key in METRIC_KEYS:
             value = self.metrics.get(key)
-            return None if value is None else float(value)
-        value = getattr(self, key)
+        elif key.startswith("loglik_") and key[len("loglik_"):] in METRIC_KEYS:
+            value = (self.loglik_metrics or {}).get(key[len("loglik_"):])
+        elif key in ("retention_kl", "retention_kept"):
+            series = (self.retention or {}).get(key[len("retention_"):]) or [None]
+            value = series[-1]
+        else:
+            value = getattr(self, key)
         return None if value is None else float(value)
 
 
@@ -156,6 +166,9 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
         steps=dict(data.steps),
         losses={t: [float("nan") if v is None else v for v in values] for t, values in data.losses.items()},
         options=dict(data.method_options),
+        loglik_scores=None if data.loglik_scores is None else np.asarray(data.loglik_scores, dtype=np.float64),
+        loglik_metrics=data.loglik_metrics,
+        retention=data.retention,
     )
 
 
@@ -198,10 +211,22 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(path=run_dir, info=info, results=results, missing=tuple(missing))
 
 
+def expand_run_dirs(run_dirs: Sequence[str | Path]) -> list[str | Path]:
+    """Each directory, or the per-seed run folders its ``seeds.json`` lists (``losia-cl run --seeds``)."""
+    from losia_cl.multiseed import seed_run_dirs
+
+    out: list[str | Path] = []
+    for d in run_dirs:
+        seeds = [] if (Path(d) / "run.json").is_file() else seed_run_dirs(d)
+        out.extend(seeds or [d])
+    return out
+
+
 def load_runs(run_dirs: Sequence[str | Path]) -> list[RunData]:
-    """:func:`load_run` for each directory; at least one, no directory twice."""
+    """:func:`load_run` for each directory (a ``seeds.json`` folder: each seed's); at least one, none twice."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
+    run_dirs = expand_run_dirs(run_dirs)
     if not run_dirs:
         raise DataError("no run directory given")
     seen: dict[Path, str] = {}

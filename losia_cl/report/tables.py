@@ -9,8 +9,8 @@ from .aggregate import MethodRuns
 from .formatting import fmt_p, fmt_score, fmt_stat
 from .stats import ALPHA, CONFIDENCE, Stat, welch_p
 
-__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "COST_COLUMNS", "Cell", "Table", "comparison_table", "score_table",
-           "task_table"]
+__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "GRADED_COLUMNS", "RETENTION_COLUMNS", "COST_COLUMNS", "Cell", "Table",
+           "comparison_table", "score_table", "task_table"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,26 @@ CL_COLUMNS = (
     Column("forgetting", "Forgetting", False, "score", "average forgetting"),
     Column("learning_accuracy", "LA", True, "score", "learning accuracy (mean of the diagonal)"),
 )
+#: the same metrics on the graded score matrix (mean answer log-likelihood, nats per token).
+GRADED_COLUMNS = (
+    Column("loglik_bwt", "BWT (log-lik)", True, "score",
+           "backward transfer on the mean answer log-likelihood (nats per token)"),
+    Column("loglik_forgetting", "Forgetting (log-lik)", False, "score",
+           "average forgetting on the mean answer log-likelihood (nats per token)"),
+)
+#: the general probe after the last task.
+RETENTION_COLUMNS = (
+    Column("retention_kl", "Probe KL", False, "score",
+           "general probe: mean KL(base ‖ model) per reference token after the last task (nats)"),
+    Column("retention_kept", "Probe kept", True, "score",
+           "general probe: share of the base model's right answers still right after the last task"),
+)
 COST_COLUMNS = (
     Column("trainable_parameters", "Trainable params", False, "count", "parameters the method trains"),
     Column("train_seconds", "Train time", False, "seconds", "wall-clock training time over all tasks"),
     Column("peak_memory_bytes", "Peak memory", False, "bytes", "peak accelerator (or host) memory"),
 )
-COLUMNS = CL_COLUMNS + COST_COLUMNS
+COLUMNS = CL_COLUMNS + GRADED_COLUMNS + RETENTION_COLUMNS + COST_COLUMNS
 
 #: marker of a cell not significantly different from its column's best.
 NS_MARK = "†"
@@ -137,6 +151,9 @@ def comparison_table(
     methods: list[str] = []
     for _, runs in sections:
         methods.extend(m for m in runs if m not in methods)
+    optional = GRADED_COLUMNS + RETENTION_COLUMNS  # left out when no run measured them (e.g. --no-retention)
+    columns = [c for c in columns if c not in optional
+               or any(r.stat(c.key).mean is not None for _, runs in sections for r in runs.values())]
     notes: list[str] = []
     per_method: dict[str, list[Cell]] = {m: [] for m in methods}
     header = ["Method"]
@@ -161,8 +178,8 @@ def comparison_table(
             notes.insert(1, "Methods were finished by different numbers of seeds: " + ", ".join(
                 f"{m} n = {runs[m].n}" for _, runs in sections for m in runs))
     else:
-        notes.insert(0, "Bold = best value in the column (higher is better for AP, BWT, FWT and LA; "
-                        "lower for forgetting, trainable parameters, time and memory).")
+        notes.insert(0, "Bold = best value in the column (higher is better for AP, BWT, FWT, LA and probe kept; "
+                        "lower for forgetting, probe KL, trainable parameters, time and memory).")
     if len(sections) == 1 and not sections[0][0]:
         groups = []
     return Table(caption=caption, header=header, rows=[(m, per_method[m]) for m in methods],

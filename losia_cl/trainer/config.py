@@ -84,10 +84,13 @@ class RunConfig:
     eval_batch_size: int = documented("Prompts per generation batch.", 32)
     checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
     lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None)
+    lr_from: str | None = documented(
+        "tune.json written by losia-cl tune: its chosen learning rates (--lr still wins per method).", None)
     method_options: dict[str, dict[str, Any]] = documented(
         "Options per method, {method: {option: value}} (`losia-cl methods --options` lists them).", None
     )
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
+    retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
     dist_backend: str = documented(
@@ -137,9 +140,15 @@ class RunConfig:
         for name, value in self.lr.items():
             if not _number_in(value, 0.0, MAX_LR) or value == 0:
                 raise ConfigError(f"lr: {name}={value!r} is invalid: it must be a number > 0 and <= {MAX_LR:g}")
-        for key in ("chat_template", "resume", "progress", "report"):
+        for key in ("chat_template", "resume", "progress", "report", "retention"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
+        if self.lr_from is not None:
+            from losia_cl.tune.select import read_tune_file
+            from losia_cl.tune.sources import check_tune_matches
+
+            stream = stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream
+            check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=stream, model=self.model)
         from losia_cl.distributed.context import BACKENDS
 
         if self.dist_backend not in BACKENDS:
@@ -154,10 +163,15 @@ class RunConfig:
             create_method(name, **self.options_for(name))  # unknown options and bad values, before any model loads
 
     def options_for(self, method: str) -> dict[str, Any]:
-        """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``."""
+        """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``,
+        else from ``lr_from`` (see :meth:`learning_rates`)."""
         options = dict(self.method_options.get(method, {}))
         if method in self.lr:
             options["lr"] = self.lr[method]
+        elif self.lr_from is not None and "lr" not in options:
+            rate = self.learning_rates()[method]
+            if rate.source != "default":
+                options["lr"] = rate.lr
         return options
 
     @property
@@ -185,6 +199,13 @@ class RunConfig:
         out["tasks"] = list(self.tasks) if self.tasks else None
         out["out"] = str(self.out_dir)
         return out
+
+    def learning_rates(self):
+        """Every method's learning rate and its source (``--lr``, ``tune.json`` or ``default``)."""
+        from losia_cl.tune.sources import resolve_learning_rates
+
+        explicit = {m: o["lr"] for m, o in self.method_options.items() if "lr" in o}
+        return resolve_learning_rates(self.methods, {**explicit, **self.lr}, self.lr_from)
 
     @staticmethod
     def field_help() -> dict[str, str]:

@@ -68,6 +68,8 @@ def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -
         tasks = tuple(stream.task(name) for name in select_tasks(stream.task_names, config.tasks, kind="task"))
     limits = {split: getattr(config, f"max_{split}_examples") for split in ("train", "test")
               if f"max_{split}_examples" not in done}
+    if "test" in limits:
+        limits["eval"] = limits["test"]  # eval splits are capped like test
     tasks = tuple(replace(task, **{split: task.split(split)[:limit] for split, limit in limits.items()})
                   for task in tasks)
     return Stream(name=stream.name, tasks=tasks, description=stream.description)
@@ -186,12 +188,19 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
     out = config.out_dir
     stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
+    rates = config.learning_rates()
     run_info = RunInfo(
         stream=stream.name, tasks=stream.task_names, model=config.model, methods=list(config.methods),
         seed=config.seed, task_metrics={t.name: t.metric for t in stream}, config=config.to_dict(),
         command=command or [], versions=_versions(), git_commit=_git_commit(),
         started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), world_size=dist.world_size,
+        learning_rates={m: rate.to_dict() for m, rate in rates.items()},
     )
+    if dist.is_main:
+        logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
+        untuned = [m for m, r in rates.items() if r.source == "default"]
+        if config.lr_from and untuned:
+            logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     if stored is not None:
         run_info.started_at = stored.started_at or run_info.started_at
 

@@ -28,6 +28,7 @@ from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
+from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
 
@@ -48,6 +49,8 @@ class Progress:
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
     method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loglik_scores: list[list[float]] = field(default_factory=list)
+    retention: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _weights(records: list[TargetWeight]) -> dict[str, torch.Tensor]:
@@ -90,6 +93,17 @@ def evaluate_stage(
     return row
 
 
+def loglik_stage(
+    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device
+) -> list[float]:
+    """Mean answer-token log-likelihood of every task's test references (one row of ``loglik_scores``)."""
+    return [
+        answer_loglik(model, tokenizer, task.test, batch_size=config.eval_batch_size, max_length=config.max_length,
+                      chat_template=config.chat_template, device=device)
+        for task in stream
+    ]
+
+
 def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
     header = ",".join(["after", *tasks])
     rows = [",".join([label, *(f"{v:.6f}" for v in row)]) for label, row in zip(["base", *tasks], scores)]
@@ -117,6 +131,7 @@ class SequentialTrainer:
         self.device = device
         self.base_scores = base_scores
         self.folder = inside(config.out_dir, method_name)
+        self._probe_info = None
         self.dist = dist or DistContext()
         self.parallel = None
         if self.dist.enabled:
@@ -161,6 +176,11 @@ class SequentialTrainer:
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
+        probe = self._probe(model, tokenizer)
+        if not progress.loglik_scores:
+            progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
+        if probe is not None and not progress.retention:
+            progress.retention = [probe.measure(model).to_dict()]
         records = self.method.target_weights(model)
         base_weights = {r.name: r.weight.detach().clone() for r in records}
         stability = (
@@ -201,11 +221,26 @@ class SequentialTrainer:
                 self.parallel.verify_weights(model, f"after {task.name}")
             progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
                                                   index + 1, self.dist, evaluator))
+            progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
+            if probe is not None:
+                progress.retention.append(probe.measure(model).to_dict())
             progress.eval_seconds += time.perf_counter() - started
             stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
+
+    def _probe(self, base_model: nn.Module, tokenizer: Any):
+        """The general probe's reference, taken from the freshly loaded base model (None when disabled)."""
+        if not self.config.retention:
+            return None
+        from losia_cl.retention.drift import GeneralProbe
+
+        self._probe_info = GeneralProbe(
+            base_model, tokenizer, batch_size=self.config.eval_batch_size, max_length=self.config.max_length,
+            chat_template=self.config.chat_template, device=self.device,
+        )
+        return self._probe_info
 
     def _record_subnets(self, overlap, task: str, layout: dict, subnets: dict | None) -> None:
         if not subnets:
@@ -251,6 +286,20 @@ class SequentialTrainer:
         finally:
             bar.close()
 
+    def _retention_summary(self, points: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not points:
+            return None
+        probe = self._probe_info
+        return {
+            "probe": "general",
+            "items": len(probe.items),
+            "base_right": probe.base_right,
+            "continuation": "reference answer, teacher-forced",
+            "kl": [p["kl"] for p in points],
+            "kept": [p["kept"] for p in points],
+            "right": [p["right"] for p in points],
+        }
+
     def _finish(self, progress: Progress, overlap, stability, total_parameters: int) -> dict[str, Any]:
         from losia_cl.metrics import cl_metrics
 
@@ -274,6 +323,9 @@ class SequentialTrainer:
             steps=progress.steps,
             losses=progress.losses,
             method_record=progress.method_record,
+            loglik_scores=progress.loglik_scores,
+            loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
+            retention=self._retention_summary(progress.retention),
         ).to_json()
         self._sync.close()
         if not self.dist.is_main:

@@ -11,15 +11,25 @@ def _fmt(value: Any, digits: int = 3) -> str:
     )
 
 
+def _last(values: list[Any] | None) -> Any:
+    return values[-1] if values else None
+
+
 def comparison_table(results: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table: AP, BWT, FWT, forgetting, learning accuracy, trainable parameters, time, memory."""
-    header = ["method", "AP", "BWT", "FWT", "forgetting", "LA", "trainable params", "train s", "eval s", "peak MiB"]
+    """A Markdown table: AP, BWT, FWT, forgetting, LA, graded BWT and forgetting (answer log-likelihood), the
+    general probe's KL drift and kept share after the last task, trainable parameters, time, memory."""
+    header = ["method", "AP", "BWT", "FWT", "forgetting", "LA", "BWT (loglik)", "forgetting (loglik)",
+              "probe KL", "probe kept", "trainable params", "train s", "eval s", "peak MiB"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in results.items():
         m = r["metrics"]
+        graded = r.get("loglik_metrics") or {}
+        retention = r.get("retention") or {}
         row = [
             name, _fmt(m["average_performance"]), _fmt(m["bwt"]), _fmt(m["fwt"]), _fmt(m["forgetting"]),
-            _fmt(m["learning_accuracy"]), f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.0f}",
+            _fmt(m["learning_accuracy"]), _fmt(graded.get("bwt")), _fmt(graded.get("forgetting")),
+            _fmt(_last(retention.get("kl")), 4), _fmt(_last(retention.get("kept"))),
+            f"{r['trainable_parameters']:,}", f"{r['train_seconds']:.0f}",
             f"{r['eval_seconds']:.0f}", f"{r['peak_memory_bytes'] / 2**20:.0f}",
         ]
         lines.append("| " + " | ".join(row) + " |")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..aggregate import MethodRuns, ReportRuns
+from ..aggregate import MethodRuns, ReportRuns, task_curves
 from ..document import Section, TableBlock
 from ..formatting import fmt_stat
 from ..tables import Cell, Table
@@ -26,11 +26,7 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section:
 
     groups = runs.groups
     tasks = next(iter(groups.values())).tasks
-    curves = {}
-    for method, g in groups.items():
-        cells = g.score_stats()
-        curves[method] = [[(cells[i][j].mean, cells[i][j].half_width) for i in range(len(tasks) + 1)]
-                          for j in range(len(tasks))]
+    curves = {method: task_curves(g.score_stats()) for method, g in groups.items()}
     caption = ("Each panel follows one task's score across the stages (base, then after each task), one line per "
                "method; the dotted line marks the stage where that task was trained, so a falling line to its right "
                "is forgetting.")

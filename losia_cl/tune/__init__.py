@@ -1,0 +1,35 @@
+"""Learning rates chosen by protocol: a grid per method, scored on eval splits, one stated rule.
+
+* :mod:`.grid` — the default grid around each method's documented centre, ``--grid`` parsing;
+* :mod:`.select` — the selection rule and the ``tune.json`` file (torch-free);
+* :mod:`.sources` — which learning rate a run uses for each method, and where it came from;
+* :mod:`.runner` — :func:`run_tune`, the grid search itself (``losia-cl tune``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from losia_cl.lazy import lazy_attributes
+
+_LAZY = {
+    "default_grid": ".grid",
+    "parse_grid": ".grid",
+    "GridPoint": ".select",
+    "choose": ".select",
+    "read_tune_file": ".select",
+    "LearningRate": ".sources",
+    "resolve_learning_rates": ".sources",
+    "TuneOutcome": ".runner",
+    "run_tune": ".runner",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .grid import default_grid, parse_grid
+    from .runner import TuneOutcome, run_tune
+    from .select import GridPoint, choose, read_tune_file
+    from .sources import LearningRate, resolve_learning_rates
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
