@@ -19,7 +19,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from losia_cl.errors import WriteError
 
@@ -62,12 +62,17 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         _fill(fd, write)
         os.replace(tmp, path)
     except BaseException as error:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, WriteError):
-            raise write_error(path, error) from None
-        raise
+        _discard_and_raise(error, tmp, path)
     return path
+
+
+def _discard_and_raise(error: BaseException, tmp: Path | None, path: Path) -> NoReturn:
+    """Remove the temporary file of a failed write of ``path`` and raise: an OSError as a WriteError."""
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    if isinstance(error, OSError) and not isinstance(error, WriteError):
+        raise write_error(path, error) from None
+    raise error
 
 
 def _sync_and_replace(tmp: Path, path: Path) -> None:
@@ -76,10 +81,7 @@ def _sync_and_replace(tmp: Path, path: Path) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, WriteError):
-            raise write_error(path, error) from None
-        raise
+        _discard_and_raise(error, tmp, path)
 
 
 class DeferredSync:
@@ -106,11 +108,7 @@ class DeferredSync:
             fd, tmp = _temp_beside(path)
             _fill(fd, write, sync=False)
         except BaseException as error:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-            if isinstance(error, OSError) and not isinstance(error, WriteError):
-                raise write_error(path, error) from None
-            raise
+            _discard_and_raise(error, tmp, path)
         self._pending.append(self._executor.submit(_sync_and_replace, tmp, path))
         return path
 

@@ -24,7 +24,7 @@ def _expected_bytes() -> dict[str, float]:
     targets = find_targets(model, 1 / 8)
     full_layer = sum(t.shape[0] * t.shape[1] for t in targets if t.slot == 0)
     blocks = {slot: sum(t.subnet_shape[0] * t.subnet_shape[1] for t in targets if t.slot == slot) for slot in (0, 1)}
-    period = 50  # the LoSiA method's slot length for 1000 steps of 2 layers: min(50, 1000 // 2)
+    period = BenchConfig().period  # the bench's slot length T
     return {
         "full": 4 * sum(p.numel() for p in model.parameters()),
         "losia": 4 * (full_layer + blocks[1]),
@@ -45,5 +45,6 @@ def test_bytes_all_reduced_per_step(capsys):
     assert summary["losia-pro"]["dense_bytes"] == expected["losia-pro"]
     assert summary["losia"]["bytes"] == expected["losia"]
     assert summary["losia"]["dense_bytes"] == expected["targets_whole"]
+    assert summary["losia-pro/local-importance"]["bytes"] == pytest.approx(expected["losia-pro/local-importance"])
     assert 0 < summary["lora"]["bytes"] < summary["losia-pro"]["bytes"] < summary["full"]["bytes"]
     assert "| losia-pro | " in printed and "MiB all-reduced per step" in printed

@@ -6,6 +6,9 @@ of what the ranks returned.
 
 from __future__ import annotations
 
+import atexit
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -26,7 +29,20 @@ def _random_grads(model, seed: int) -> None:
         p.grad = torch.randn(p.shape, generator=generator)
 
 
-def _checks(ctx: DistContext) -> dict:
+def _thread_names() -> list[str] | None:
+    """Names of this process's native threads (None where /proc is missing)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+
+
+def _write_thread_names(path: Path) -> None:
+    names = _thread_names()
+    path.write_text("" if names is None else "\n".join(names))
+
+
+def _checks(ctx: DistContext, folder: str) -> dict:
     """Everything the tests below look at, computed on one rank."""
     from dataclasses import replace
 
@@ -37,6 +53,8 @@ def _checks(ctx: DistContext) -> dict:
     from losia_cl.methods import TaskContext
 
     out: dict = {"rank": ctx.rank}
+    # 0. the threads left once the process group is torn down (written at interpreter exit)
+    atexit.register(_write_thread_names, Path(folder) / f"threads{ctx.rank}.txt")
     # 1. dense gradients: summed over the ranks, in small buckets
     model = _model(0)
     _random_grads(model, seed=10 + ctx.rank)
@@ -79,12 +97,30 @@ def _checks(ctx: DistContext) -> dict:
     out["sum"] = ctx.sum_float(0.25 * (ctx.rank + 1))
     out["max"] = ctx.max_int(7 * ctx.rank)
     out["shard"] = ctx.shard(list(range(5)))
+    out["threads"] = _thread_names()
     return out
 
 
 @pytest.fixture(scope="module")
-def ranks():
-    return spawn(_checks, 2)
+def exit_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exit")
+
+
+@pytest.fixture(scope="module")
+def ranks(exit_folder):
+    return spawn(_checks, 2, str(exit_folder))
+
+
+def test_the_process_group_is_gone_before_exit(ranks, exit_folder):
+    """Transformers (imported by the checks after the group exists) must not keep gloo's threads alive
+    past the teardown: destroyed at interpreter exit instead, they can abort the process."""
+    if ranks[0]["threads"] is None:
+        pytest.skip("no /proc/self/task here")
+    for rank in ranks:
+        assert any("gloo" in name for name in rank["threads"])  # while the group exists
+    for r in range(2):
+        left = (exit_folder / f"threads{r}.txt").read_text().split()
+        assert not [name for name in left if "gloo" in name]
 
 
 def test_dense_gradients_are_summed_over_the_ranks(ranks):

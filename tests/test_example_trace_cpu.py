@@ -32,11 +32,11 @@ def test_script_tunes_runs_three_seeds_and_reports(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     tune = json.loads((tmp_path / "out" / "tune" / "tune.json").read_text())
-    assert tune["tasks"] == ["C-STANCE", "FOMC"] and tune["splits"] == {"C-STANCE": "eval", "FOMC": "eval"}
+    assert tune["tasks"] == ["FOMC", "NumGLUE-cm"] and tune["splits"] == {"FOMC": "eval", "NumGLUE-cm": "eval"}
     assert len(tune["grid"]["full"]) == 5
     for seed in (0, 1, 2):
         run = json.loads((tmp_path / "out" / "run" / f"seed{seed}" / "run.json").read_text())
-        assert run["tasks"] == list(TASKS) and run["seed"] == seed
+        assert run["tasks"] == ["FOMC", "NumGLUE-cm", "NumGLUE-ds"] and run["seed"] == seed  # the preset's, not C-STANCE
         assert run["learning_rates"]["full"]["source"] == "tune.json"
         assert run["config"]["max_train_examples"] == 128 and run["config"]["max_steps"] == 1
     assert (tmp_path / "out" / "run" / "report" / "report.html").is_file()

@@ -131,3 +131,23 @@ def test_cli_tune_then_run_with_lr_from_records_the_source(tmp_path, capsys):
     assert results["method_options"]["lr"] == chosen
     assert main(["run", *small, "--lr-from", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x")]) == 2
     assert "tune file not found" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_grid_points_of_separate_processes_are_collected_by_resume(tmp_path, monkeypatch):
+    grid = {"full": [1e-6, 3e-2], "lora": [1e-3]}
+    stream = constant_stream("A", sealed=True)
+    out = str(tmp_path / "tune")
+    first = run_tune(RunConfig(methods=("full",), out=out, epochs=4, **SMALL), {"full": grid["full"]},
+                     tune_tasks=1, stream=stream)
+    second = run_tune(RunConfig(methods=("lora",), out=out, epochs=4, resume=True, **SMALL), {"lora": grid["lora"]},
+                      tune_tasks=1, stream=stream)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("every grid point is finished: no model should load")
+
+    monkeypatch.setattr("losia_cl.models.load_model", no_model)
+    both = run_tune(RunConfig(methods=("full", "lora"), out=out, epochs=4, resume=True, **SMALL), grid,
+                    tune_tasks=1, stream=stream)
+    assert both.chosen == {**first.chosen, **second.chosen} and both.chosen["full"] == 3e-2
+    assert read_tune_file(both.path)["grid"]["full"] == read_tune_file(first.path)["grid"]["full"]

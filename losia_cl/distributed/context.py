@@ -162,6 +162,21 @@ def _portable(error: Exception) -> Exception:
     return error
 
 
+def init_process_group(backend: str, **options: Any) -> None:
+    """``torch.distributed.init_process_group(backend, **options)``, made safe to tear down.
+
+    ``torch.distributed.nn.functional`` binds the default group into the default arguments of its
+    functions when it is first imported, and transformers imports it with its models.  Imported
+    after the group exists, it keeps the group and its worker threads alive past
+    ``destroy_process_group`` until interpreter shutdown, where tearing them down can abort the
+    process ("terminate called without an active exception").  Imported first, it binds nothing.
+    """
+    import torch.distributed as dist
+    import torch.distributed.nn.functional  # noqa: F401  (see above: before the group exists)
+
+    dist.init_process_group(backend, **options)
+
+
 @contextmanager
 def distributed_context(backend: str = "auto", device: str = "auto") -> Iterator[tuple[DistContext, torch.device]]:
     """The job's :class:`DistContext` and this process's device, joining the process group if needed.
@@ -183,7 +198,7 @@ def distributed_context(backend: str = "auto", device: str = "auto") -> Iterator
     if owner:
         if rank_device.type == "cuda":
             torch.cuda.set_device(rank_device)
-        dist.init_process_group(chosen, timeout=TIMEOUT)
+        init_process_group(chosen, timeout=TIMEOUT)
     else:
         chosen = dist.get_backend()
     ctx = DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, backend=chosen)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from losia_cl.distributed.context import DistContext
+from losia_cl.distributed.context import DistContext, init_process_group
 
 
 def spawn(fn: Callable[..., Any], nproc: int, *args: Any, backend: str = "gloo", threads: int = 1) -> list[Any]:
@@ -39,7 +39,7 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, folder: str, backend:
 
     torch.set_num_threads(threads)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc))
-    dist.init_process_group(backend, init_method=f"file://{folder}/store", rank=rank, world_size=nproc)
+    init_process_group(backend, init_method=f"file://{folder}/store", rank=rank, world_size=nproc)
     try:
         result = fn(DistContext(rank=rank, world_size=nproc, local_rank=rank, backend=backend), *args)
         (Path(folder) / f"result{rank}.pkl").write_bytes(pickle.dumps(result))

@@ -62,6 +62,7 @@ class MethodResult:
     loglik_scores: np.ndarray | None = None
     loglik_metrics: dict[str, Any] | None = None
     retention: dict[str, Any] | None = None
+    method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def metric(self, key: str) -> float | None:
         """A headline value by column key: a CL metric, ``loglik_<metric>`` (the same metric on the graded
@@ -169,6 +170,7 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
         loglik_scores=None if data.loglik_scores is None else np.asarray(data.loglik_scores, dtype=np.float64),
         loglik_metrics=data.loglik_metrics,
         retention=data.retention,
+        method_record=dict(data.method_record),
     )
 
 

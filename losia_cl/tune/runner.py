@@ -7,7 +7,8 @@ data order), and every task is scored on its **eval** split after every task
 its training data).  The test split is never read for tasks that have an eval split.  The rule of
 :mod:`losia_cl.tune.select` picks one learning rate per method; ``DIR/tune.json`` records every grid point.
 Each grid point keeps its own folder under ``DIR/grid/<method>/lr=<value>/``; ``--resume`` skips the
-points already finished.
+points already finished (and loads no model when every point is: grid points computed by separate
+``tune --methods M --resume`` processes into one folder are collected this way).
 """
 
 from __future__ import annotations
@@ -96,9 +97,16 @@ def run_tune(
 
     base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None,
                           methods=config.methods)
-    model, tokenizer = loader()
-    base_scores = evaluate_stage(model, tokenizer, tuning, base_config, device, out / "base", 0)
-    del model
+    base_scores = None  # evaluated once, when the first grid point has to be trained
+
+    def base() -> object:
+        nonlocal base_scores
+        if base_scores is None:
+            model, tokenizer = loader()
+            base_scores = evaluate_stage(model, tokenizer, tuning, base_config, device, out / "base", 0)
+            del model
+        return base_scores
+
     points: dict[str, list[GridPoint]] = {}
     chosen: dict[str, float] = {}
     notes: dict[str, list[str]] = {}
@@ -112,7 +120,7 @@ def run_tune(
                 results = json.loads(done.read_text())
             else:
                 logger.info("tune %s: learning rate %g on %s", method, lr, ", ".join(tuning.task_names))
-                results = SequentialTrainer(point_config, tuning, method, loader, device, base_scores).run()
+                results = SequentialTrainer(point_config, tuning, method, loader, device, base()).run()
             graded = results.get("loglik_metrics") or {}
             points[method].append(GridPoint(lr=lr, ap=float(results["metrics"]["average_performance"]),
                                             scores=results["scores"], loglik_ap=graded.get("average_performance")))
