@@ -17,6 +17,7 @@ from losia_cl.lazy import lazy_attributes
 _LAZY = {
     "DistContext": "losia_cl.distributed.context",
     "distributed_context": "losia_cl.distributed.context",
+    "init_process_group": "losia_cl.distributed.context",
     "GradientReducer": "losia_cl.distributed.reduce",
     "losia_blocks": "losia_cl.distributed.reduce",
     "launch": "losia_cl.distributed.launch",
@@ -30,7 +31,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from losia_cl.distributed.context import DistContext, distributed_context
+    from losia_cl.distributed.context import DistContext, distributed_context, init_process_group
     from losia_cl.distributed.launch import launch
     from losia_cl.distributed.reduce import GradientReducer, losia_blocks
     from losia_cl.distributed.sharding import Piece, shard_step
