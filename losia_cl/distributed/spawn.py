@@ -29,6 +29,7 @@ def spawn(fn: Callable[..., Any], nproc: int, *args: Any, backend: str = "gloo",
     with tempfile.TemporaryDirectory(prefix="losia-cl-spawn-") as folder:
         mp.start_processes(_worker, args=(fn, nproc, folder, backend, threads, args), nprocs=nproc,
                            start_method="spawn")
+        # the results were pickled by this call's own worker processes into a private (mode 0700) folder
         return [pickle.loads((Path(folder) / f"result{rank}.pkl").read_bytes()) for rank in range(nproc)]
 
 

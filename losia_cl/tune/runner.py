@@ -95,8 +95,7 @@ def run_tune(
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None,
-                          methods=config.methods)
+    base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None)
     base_scores = None  # evaluated once, when the first grid point has to be trained
 
     def base() -> object:

@@ -23,13 +23,18 @@ def _text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _never(record: dict[str, Any]) -> list[Any]:
+    """The layers that never re-localized in the task (an empty list where the record has none)."""
+    never = record.get("never_relocalized")
+    return never if isinstance(never, list) else []
+
+
 def _row(record: dict[str, Any]) -> list[Cell]:
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
     schedule = record.get("schedule") if isinstance(record.get("schedule"), dict) else {}
     counts = record.get("relocalizations_per_layer")
     counts = [n for n in counts.values() if isinstance(n, (int, float))] if isinstance(counts, dict) else []
-    never = record.get("never_relocalized")
-    never = never if isinstance(never, list) else []
+    never = _never(record)
     steps = "kept" if config.get("keep_step_count") else "reset"
     return [
         Cell(_text(record.get("steps"))),
@@ -54,8 +59,7 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
                     continue
                 label = method if seed is None or group.n == 1 else f"{method} (seed {seed})"
                 rows.append((f"{label} · {task}", _row(record)))
-                never = record.get("never_relocalized")
-                if isinstance(never, list) and never:
+                if never := _never(record):
                     flagged.append(f"{label} on {task}: {len(never)} layer(s)")
     if not rows:
         return None
