@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -154,6 +155,7 @@ def paired_power(effect: float, sd: float, n: int, *, alpha: float = ALPHA) -> f
     return float(stats.nct.sf(critical, df, nc) + stats.nct.sf(critical, df, -nc))
 
 
+@lru_cache(maxsize=256)
 def detectable_effect_size(n: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
     """The standardized effect ``|δ| / s_d`` the two-sided paired t-test detects with ``power`` (``n ≥ 2``).
 
