@@ -117,21 +117,21 @@ def _column_cells(
         if at_bound:
             text = f"{text} ({bounds[m]})"
         cells.append(Cell(text, title=_title(st, column.kind, runs[m].seeds), css="bound" if at_bound else ""))
-    defined = {m: s for m, s in stats.items() if s.mean is not None and not bounds[m]}
+    defined = {m: s for m, s in stats.items() if s.mean is not None}
     if not defined:
         return cells
     pick = max if column.higher_is_better else min
     best_value = pick(s.mean for s in defined.values())  # type: ignore[type-var]
     best = [m for m, s in defined.items() if s.mean == best_value]
     for m, cell in zip(methods, cells):
-        if m in best:
+        if m in best and not bounds[m]:  # a value at the scale's bound is not ranked, even when it is the best
             cell.best = True
     if family is None or column not in TESTED_COLUMNS:
         return cells
     prefix = f"{section}: " if section else ""
     alike: list[str] = []
     for m, cell in zip(methods, cells):
-        if m not in defined or m in best:  # unfinished, undefined or at a bound: no test mark
+        if m not in defined or m in best:
             continue
         test = family.get(column.key, best[0], m)
         if test is None or test.difference.n < 2:
@@ -157,8 +157,8 @@ def comparison_table(
     """Rows: methods (union, in order of first appearance); one column group per section.
 
     Best values per column and section are marked (higher is better for AP/BWT/FWT/LA, lower for forgetting,
-    parameters, time and memory), leaving out cells whose metric sits at a bound of its scale (marked
-    "(floor)" or "(ceiling)", see :func:`~.significance.bound`).  With several seeds a cell reads
+    parameters, time and memory), except cells whose metric sits at a bound of its scale (marked "(floor)" or
+    "(ceiling)", see :func:`~.significance.bound`), which are never marked best.  With several seeds a cell reads
     ``mean ± half width`` of the 95 % t-interval, and on the tested columns a cell whose paired difference
     to the best is not significant after Holm's correction over the section's family of paired tests
     (:func:`report_family`) is marked :data:`NS_MARK` and explained in :attr:`Table.notes`.
