@@ -244,6 +244,26 @@ class LoSiA(torch.optim.Optimizer):
         last = int(self.state[group["params"][0]]["last_relocalization"])
         return group["lr"] * rewarm_factor(step, last, self.config.period, self.config.ramps_from_zero)
 
+    def applied_lr(self, step: int | None = None) -> float:
+        """Mean learning rate that ``step`` (default: the next step) applies, weighted by updated entries.
+
+        Each target matrix counts its subnet entries (and bias rows) at :meth:`learning_rate`, each dense
+        group its entries at its ``lr``; while the initial subnets are being scored no target is updated
+        (its entries count at 0).  The sum over a task's steps is its learning-rate mass.
+        """
+        step = self.global_step if step is None else step
+        scoring = self.schedule.in_scoring_phase(step)
+        weighted = entries = 0.0
+        for group in self.param_groups:
+            if group["losia"]:
+                n = group["num_rows"] * group["num_cols"] + (group["num_rows"] if len(group["params"]) == 2 else 0)
+                lr = 0.0 if scoring else self.learning_rate(group, step)
+            else:
+                n, lr = sum(p.numel() for p in group["params"]), group["lr"]
+            weighted += n * lr
+            entries += n
+        return weighted / entries if entries else 0.0
+
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

@@ -71,6 +71,24 @@ def official_scheduler(optimizer: torch.optim.Optimizer, num_training_steps: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
+def applied_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Mean learning rate the optimizer's next step applies, weighted by the entries it updates.
+
+    An optimizer with its own ``applied_lr()`` (LoSiA: each matrix's re-warmed rate over its subnet,
+    0 while the first subnets are scored) answers itself; otherwise every group's ``lr`` weighted by
+    the entries of its parameters that require gradients.  Call it before ``optimizer.step()``.
+    """
+    own = getattr(optimizer, "applied_lr", None)
+    if callable(own):
+        return float(own())
+    weighted = entries = 0.0
+    for group in optimizer.param_groups:
+        n = sum(p.numel() for p in group["params"] if p.requires_grad)
+        weighted += n * group["lr"]
+        entries += n
+    return weighted / entries if entries else 0.0
+
+
 def advance_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> None:
     """Put ``scheduler`` where it would be after ``steps`` calls of ``step()`` (sets the groups' lr)."""
     import warnings
