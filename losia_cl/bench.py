@@ -4,10 +4,10 @@ Model: a random Llama of the given sizes, or (``--model``) any model ``losia-cl 
 trained on a fixed random batch with the language-model loss over every token.
 
 Speed: every method (default: every registered method whose optional package is installed, plus plain
-peft LoRA at the ``lora`` method's rank as a sanity row) is built once in one process; then rounds run the methods in turn
-(order rotated each round), one timed sample each: ``period`` consecutive steps, so LoSiA's
-samples include one re-localization and its importance recording.  The median seconds per step
-are reported with tokens/s and the ratio to full fine-tuning and to LoRA.
+peft LoRA at the ``lora`` method's rank as a sanity row) is built once in one process; then rounds run the
+methods in turn (order rotated each round), one timed sample each: ``period`` consecutive steps, so LoSiA's
+samples include one re-localization and its importance recording (GaLore's one projector update).  The
+median seconds per step are reported with tokens/s and the ratio to full fine-tuning and to LoRA.
 Memory: each method runs its warm-up and then ``period + 1`` steps in a fresh subprocess and reports
 the peak resident memory of those steps (CPU, with glibc's mmap threshold fixed at 64 KiB so that freed tensors leave the resident
 set) or ``torch.cuda.max_memory_allocated`` (CUDA), minus the memory in use once model and

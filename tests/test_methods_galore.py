@@ -126,7 +126,8 @@ def test_state_entries_are_the_sizes_galore_torch_allocates(proj_type):
         assert held == state_entries(tuple(weight.shape), 5, proj_type), (tuple(weight.shape), proj_type)
 
 
-@pytest.mark.parametrize(("hidden", "intermediate", "rank_factor"), [(64, 96, 1 / 8), (64, 128, 1 / 4), (96, 256, 1 / 8)])
+@pytest.mark.parametrize(("hidden", "intermediate", "rank_factor"),
+                         [(64, 96, 1 / 8), (64, 128, 1 / 4), (96, 256, 1 / 8)])
 def test_matched_rank_is_the_rank_whose_state_is_closest_to_losias_moments(hidden, intermediate, rank_factor):
     model = make_tiny_llama(hidden=hidden, intermediate=intermediate)
     targets = find_targets(model, rank_factor)

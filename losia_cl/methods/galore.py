@@ -7,7 +7,7 @@ back.  The optimizer is ``galore_torch``'s ``AdamW`` (``pip install 'losia-cl[ga
 this module only chooses the parameter groups and makes its state serializable (see :func:`plain_state_dict`).
 
 The package's ``__init__`` also imports its 8-bit optimizer and with it ``bitsandbytes`` (seconds of import
-time, and an attempt to fetch CPU kernels); :func:`load_galore` imports the two modules this method uses
+time and, on CPUs with AVX-512 BF16, an attempt to fetch optional kernels from a model hub); :func:`load_galore` imports the two modules this method uses
 (``galore_torch.adamw``, ``galore_torch.galore_projector``, which need only torch and transformers) without
 running that ``__init__``.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
@@ -32,7 +32,7 @@ from losia_cl.methods.base import TaskContext, is_number, register_method, requi
 from losia_cl.methods.dense import DenseMethodDefaults
 from losia_cl.methods.full import check_envelope
 from losia_cl.methods.schedule import envelope_scheduler
-from losia_cl.optim.targets import Target, find_targets, subnet_size
+from losia_cl.optim.targets import Target, find_targets
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def build_galore_adamw(param_groups: list[dict[str, Any]], lr: float) -> torch.o
 @register_method("galore")
 @dataclass
 class GaLoreMethod(DenseMethodDefaults):
-    """GaLore per task: a fresh galore_torch AdamW (new projectors, new moments) on the target matrices."""
+    """GaLore per task: a fresh galore_torch AdamW (new projectors and moments); pip install 'losia-cl[galore]'."""
 
     lr: float = documented("Peak learning rate (> 0) of GaLore's AdamW (the update is also multiplied by scale).",
                            1e-3)
@@ -223,8 +223,8 @@ class GaLoreMethod(DenseMethodDefaults):
 
     def __post_init__(self) -> None:
         check_envelope(self.name, self.lr, self.warmup_ratio, self.min_lr_ratio)
-        require(self.rank is None or (isinstance(self.rank, int) and not isinstance(self.rank, bool) and self.rank >= 1),
-                self.name, "rank", self.rank, "null or an integer >= 1")
+        require(self.rank is None or (isinstance(self.rank, int) and not isinstance(self.rank, bool)
+                                      and self.rank >= 1), self.name, "rank", self.rank, "null or an integer >= 1")
         require(isinstance(self.update_proj_gap, int) and not isinstance(self.update_proj_gap, bool)
                 and self.update_proj_gap >= 1, self.name, "update_proj_gap", self.update_proj_gap, "an integer >= 1")
         require(is_number(self.scale) and math.isfinite(self.scale) and self.scale > 0, self.name, "scale", self.scale,
@@ -285,6 +285,6 @@ class GaLoreMethod(DenseMethodDefaults):
         steps = max((int(optimizer.state[p].get("step", 0)) for p in group["params"] if p in optimizer.state),
                     default=0)
         return {
-            "rank": group["rank"], "update_proj_gap": group["update_proj_gap"], "projected_matrices": len(group["params"]),
-            "steps": steps, "projector_updates": -(-steps // group["update_proj_gap"]),
+            "rank": group["rank"], "update_proj_gap": group["update_proj_gap"],
+            "projected_matrices": len(group["params"]), "steps": steps, "projector_updates": -(-steps // group["update_proj_gap"]),
         }
