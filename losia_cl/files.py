@@ -32,8 +32,7 @@ from typing import IO, Any, NoReturn
 from losia_cl.errors import ConfigError, DataError, WriteError
 
 __all__ = ["DeferredSync", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_write_files", "check_within", "open_regular", "write_error"]
-
+           "atomic_write_files", "check_within", "is_within", "open_regular", "write_error"]
 
 #: bytes handed to one ``write`` call.
 _CHUNK = 1 << 20
@@ -49,18 +48,21 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
             continue
 
 
+def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies inside ``root`` once every symbolic link of both is resolved (as it is now)."""
+    base = os.path.realpath(root)
+    return os.path.commonpath([base, os.path.realpath(path)]) == base
+
+
 def check_within(path: Path, root: str | os.PathLike[str] | None) -> None:
     """Refuse to write ``path`` unless its folder, with every symbolic link resolved now, lies inside ``root``.
 
     Raises :class:`ConfigError` naming where the path leads; ``root`` ``None`` checks nothing.
     """
-    if root is None:
-        return
-    base = os.path.realpath(root)
-    real = os.path.realpath(path.parent)
-    if os.path.commonpath([base, real]) != base:
-        raise ConfigError(f"refusing to write {path}: a symbolic link leads it to {Path(real) / path.name}, "
-                          f"outside {base}; remove the link")
+    if root is not None and not is_within(path.parent, root):
+        raise ConfigError(f"refusing to write {path}: a symbolic link leads it to "
+                          f"{Path(os.path.realpath(path.parent)) / path.name}, outside {os.path.realpath(root)}; "
+                          "remove the link")
 
 
 def _make_folder(path: Path, root: str | os.PathLike[str] | None) -> list[Path]:

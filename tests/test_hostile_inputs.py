@@ -33,6 +33,9 @@ RUN = ["run", "--model", "tiny-llama", "--methods", "full", "--max-train-example
        "--batch-size", "2", "--eval-batch-size", "4", "--max-length", "48", "--no-progress", "--no-retention"]
 FINISHED = [*RUN, "--tasks", "category", "--lr", "full=1e-3"]  # plus --out; the finished template's options
 INTERRUPTED = [*RUN, "--tasks", "category,position", "--lr", "full=1e-3", "--checkpoint-every", "1"]
+LOSIA = ["run", "--model", "tiny-llama", "--methods", "losia", "--tasks", "category", "--max-train-examples", "8",
+         "--max-test-examples", "2", "--batch-size", "2", "--eval-batch-size", "4", "--max-length", "48",
+         "--checkpoint-every", "2", "--no-progress", "--no-retention"]
 NOT_UTF8 = b'{"format": "\xff\xfe"}'
 DEEP = "[" * 100_000 + "]" * 100_000
 LONG_INT = '{"format": 1' + "0" * 5000 + "}"
@@ -84,15 +87,18 @@ def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory) -> dict[str, Path]:
-    """``finished``: a finished run of one task; ``interrupted``: two tasks, stopped at step 1 of 2 of the first."""
+    """``finished``: a finished run of one task; ``interrupted``: two tasks, stopped at step 1 of 2 of the first;
+    ``losia``: LoSiA on one task, stopped at step 2 of 4."""
     root = tmp_path_factory.mktemp("templates")
     assert cli.main([*FINISHED, "--no-report", "--out", str(root / "finished")]) == 0
     with pytest.MonkeyPatch.context() as patch:
         _interrupt_after_first_checkpoint(patch)
         assert cli.main([*INTERRUPTED, "--no-report", "--out", str(root / "interrupted")]) == 130
-    saved = torch.load(root / "interrupted" / "full" / "checkpoint.pt", weights_only=True)
-    assert (saved["task_index"], saved["step"]) == (0, 1)
-    return {"finished": root / "finished", "interrupted": root / "interrupted"}
+        assert cli.main([*LOSIA, "--no-report", "--out", str(root / "losia")]) == 130
+    for folder, position in (("interrupted/full", (0, 1)), ("losia/losia", (0, 2))):
+        saved = torch.load(root / folder / "checkpoint.pt", weights_only=True)
+        assert (saved["task_index"], saved["step"]) == position
+    return {name: root / name for name in ("finished", "interrupted", "losia")}
 
 
 # ------------------------------------------------------------------ how the rows plant their inputs
@@ -125,10 +131,10 @@ def fifo(path: Path) -> None:
     os.mkfifo(path)
 
 
-def craft(change: Callable[[dict], object]) -> Callable[[Path], None]:
+def craft(change: Callable[[dict], object], method: str = "full") -> Callable[[Path], None]:
     """Rewrite the interrupted run's checkpoint after ``change(data)`` (data: the loaded plain data)."""
     def setup(root: Path) -> None:
-        path = root / "run" / "full" / "checkpoint.pt"
+        path = root / "run" / method / "checkpoint.pt"
         data = torch.load(path, weights_only=True)
         replaced = change(data)
         torch.save(data if replaced is None else replaced, path)
@@ -153,6 +159,14 @@ def first_model_tensor(data: dict) -> None:
 def optimizer_moment(data: dict) -> None:
     for state in data["optimizer"]["state"].values():
         state["exp_avg"] = torch.zeros(3)
+
+
+def subnet_state(key: str, value: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[dict], None]:
+    """Replace ``key`` of the first LoSiA target's state by ``value(old)``."""
+    def change(data: dict) -> None:
+        state = next(s for s in data["optimizer"]["state"].values() if "rows" in s)
+        state[key] = value(state[key])
+    return change
 
 
 def write(relative: str, content: str | bytes) -> Callable[[Path], None]:
@@ -225,6 +239,10 @@ def resume_finished(*extra: str) -> Callable[[Path], list[str]]:
 
 def resume_interrupted(root: Path) -> list[str]:
     return [*INTERRUPTED, "--no-report", "--out", str(root / "run"), "--resume"]
+
+
+def resume_losia(root: Path) -> list[str]:
+    return [*LOSIA, "--no-report", "--out", str(root / "run"), "--resume"]
 
 
 def rooted(args: tuple[str, ...], root: Path) -> list[str]:
@@ -312,6 +330,11 @@ CASES = [
          "interrupted", craft(first_model_tensor)),
     Case("checkpoint-optimizer-moment-wrong-shape", resume_interrupted, "optimizer state 'exp_avg' has shape (3,)",
          "interrupted", craft(optimizer_moment)),
+    Case("checkpoint-losia-moment-wrong-shape", resume_losia, "state 'exp_avg' of 'model.layers.0.self_attn.q_proj' "
+         "has shape (3,), expected (8, 8)", "losia", craft(subnet_state("exp_avg", lambda _: torch.zeros(3)), "losia")),
+    Case("checkpoint-losia-subnet-index-out-of-range", resume_losia, "state 'rows' of 'model.layers.0.self_attn.q_proj' "
+         "holds indices outside 0 to 63", "losia",
+         craft(subnet_state("rows", lambda rows: torch.full_like(rows, 10**6)), "losia")),
     Case("checkpoint-optimizer-not-a-state-dict", resume_interrupted, "optimizer must be an optimizer state dict",
          "interrupted", craft(entry("optimizer", {"state": []}))),
     Case("checkpoint-scheduler-wrong-type", resume_interrupted, "scheduler must be a scheduler state dict or None",

@@ -92,10 +92,14 @@ def _load_error(path: Path, error: BaseException) -> CheckpointError:
         reason = (f"it holds Python objects ({found.group(1)}), not only tensors and plain data "
                   "(an older losia-cl, another tool, or a crafted file)")
     else:
-        detail = message.split("WeightsUnpickler error:")[-1]
-        lines = [line.strip() for line in detail.splitlines() if line.strip()]
-        reason = f"unreadable ({type(error).__name__}: {lines[0][:200] if lines else 'no details'})"
+        reason = f"unreadable ({_first_line(error, message.split('WeightsUnpickler error:')[-1])})"
     return _refused(path, reason)
+
+
+def _first_line(error: BaseException, message: str | None = None) -> str:
+    """``Type: first line of the message`` (at most 200 characters of it)."""
+    lines = [line.strip() for line in (str(error) if message is None else message).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0][:200] if lines else 'no details'}"
 
 
 def _refused(path: Path, reason: str) -> CheckpointError:
@@ -241,10 +245,8 @@ class Checkpoint:
                 scheduler.load_state_dict(self.scheduler)
             set_rng_state(self.rng)
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            detail = f"{type(error).__name__}: {lines[0][:200] if lines else 'no details'}"
             raise _refused(inside(folder, CHECKPOINT_NAME), "its states do not fit this run's model, optimizer or "
-                                                           f"scheduler ({detail})") from None
+                                                           f"scheduler ({_first_line(error)})") from None
 
 
 def _check_state_shapes(optimizer: torch.optim.Optimizer) -> None:

@@ -135,9 +135,7 @@ class RunConfig:
         for name in self.methods:
             METHODS.get(name)  # UnknownNameError lists the known methods
             check_name("method", name)
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods: {list(self.methods)} names a method twice")
-        check_unique("method", self.methods, where="methods")  # FULL is full: one folder name on every disk
+        check_unique("method", self.methods, where="methods")  # twice, or FULL beside full (the same method)
         for key, given in (("lr", self.lr), ("method_options", self.method_options)):
             for name in given:
                 if name not in self.methods:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from losia_cl.errors import ConfigError
-from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text
+from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text, is_within
 from losia_cl.names import MAX_FILE_NAME_BYTES, name_problem
 
 __all__ = ["DeferredSync", "atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "inside",
@@ -42,9 +42,8 @@ def inside(root: str | os.PathLike[str], *parts: str) -> Path:
         if problem is not None:
             raise ConfigError(f"refusing to write {part!r} under {root}: the name {problem}")
     path = root.joinpath(*parts)
-    base = root.resolve()
-    if not path.resolve().is_relative_to(base):
-        raise ConfigError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {base}")
+    if not is_within(path, root):
+        raise ConfigError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {root.resolve()}")
     return path
 
 

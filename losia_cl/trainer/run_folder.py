@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.files import write_error
+from losia_cl.files import is_within, write_error
 from losia_cl.multiseed import SEEDS_FILE, read_seeds_file, seed_run_dirs
 from losia_cl.results import RUN_FORMAT, RunInfo, read_json
 
@@ -45,38 +45,35 @@ def _read_run_file(out: Path) -> dict[str, Any]:
     return data
 
 
-def _check_usable(out: Path, *, resume: bool, option: str = "--out") -> bool:
+def _check_usable(out: Path, *, resume: bool) -> bool:
     """Whether ``out`` exists, after refusing a file, an unwritable folder or parent, a resumption of nothing
     and a symbolic link inside that leads out of the folder."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{option} {out}: is a file, not a folder")
+        raise ConfigError(f"--out {out}: is a file, not a folder")
     if not out.exists():
         if resume:
             raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue; "
                               "run without --resume to start one")
         parent = _nearest_existing(out.parent)
         if not parent.is_dir():
-            raise ConfigError(f"{option} {out}: cannot be created, {parent} is a file")
+            raise ConfigError(f"--out {out}: cannot be created, {parent} is a file")
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{option} {out}: cannot be created, {parent} is not writable")
+            raise ConfigError(f"--out {out}: cannot be created, {parent} is not writable")
         return False
     if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {out}: the folder is not writable")
+        raise ConfigError(f"--out {out}: the folder is not writable")
     check_no_outward_links(out)
     return True
 
 
 def check_no_outward_links(folder: Path) -> None:
     """Refuse ``folder`` if a symbolic link in it (at any depth) leads out of it: losia-cl writes only inside."""
-    base = os.path.realpath(folder)
     for parent, dirs, files in os.walk(folder):  # links are listed, not followed
         for name in dirs + files:
             path = Path(parent) / name
-            if path.is_symlink():
-                target = os.path.realpath(path)
-                if os.path.commonpath([base, target]) != base:
-                    raise ConfigError(f"{folder}: {path} is a symbolic link to {target}, outside the folder; "
-                                      "losia-cl writes only inside it: remove the link or choose another folder")
+            if path.is_symlink() and not is_within(path, folder):
+                raise ConfigError(f"{folder}: {path} is a symbolic link to {os.path.realpath(path)}, outside the "
+                                  "folder; losia-cl writes only inside it: remove the link or choose another folder")
 
 
 def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
@@ -93,15 +90,20 @@ def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
         if not resume:
             raise ConfigError(f"{out / RUN_FILE} exists: pass --resume to continue that run, or choose another --out")
         return RunInfo.from_json(stored, out / RUN_FILE)
+    _check_unmarked(out, RUN_FILE, "run", resume=resume)
+    return None
+
+
+def _check_unmarked(out: Path, marker: str, kind: str, *, resume: bool) -> None:
+    """``out`` exists without its ``marker`` file: only a new run may use it, and only when it is empty."""
     others = sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_NAME)
     if resume:
-        raise ConfigError(f"--resume: {out} is not a losia-cl run folder (it has no {RUN_FILE}); "
+        raise ConfigError(f"--resume: {out} is not a losia-cl {kind} folder (it has no {marker}); "
                           "run without --resume to start one" + (" in a new or empty folder" if others else ""))
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
-        raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl run folder "
-                          f"(no {RUN_FILE}); choose a new or empty folder")
-    return None
+        raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl {kind} folder "
+                          f"(no {marker}); choose a new or empty folder")
 
 
 def check_seeds_folder(root: Path, seeds: list[int], *, resume: bool) -> None:
@@ -115,14 +117,7 @@ def check_seeds_folder(root: Path, seeds: list[int], *, resume: bool) -> None:
         return
     file = root / SEEDS_FILE
     if not file.exists():
-        others = sorted(entry.name for entry in root.iterdir() if entry.name != LOCK_NAME)
-        if resume:
-            raise ConfigError(f"--resume: {root} is not a losia-cl seeds folder (it has no {SEEDS_FILE}); "
-                              "run without --resume to start one")
-        if others:
-            shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
-            raise ConfigError(f"--out {root}: the folder is not empty ({shown}) and is not a losia-cl seeds folder "
-                              f"(no {SEEDS_FILE}); choose a new or empty folder")
+        _check_unmarked(root, SEEDS_FILE, "seeds", resume=resume)
         return
     stored = read_seeds_file(file)["seeds"]
     if resume and stored != list(seeds):
