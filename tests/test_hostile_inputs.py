@@ -486,10 +486,14 @@ def test_writes_check_the_folder_when_they_open_the_file(tmp_path):
     assert list(outside.iterdir()) == []
 
 
-def test_checkpoint_check_reads_no_tensor_it_does_not_need(templates):
-    """The check before a resumption writes anything maps the tensors instead of reading them."""
-    checkpoint = Checkpoint.load(templates["interrupted"] / "full", mmap=True)
-    assert checkpoint is not None and (checkpoint.task_index, checkpoint.step) == (0, 1)
+def test_the_check_before_a_resumption_maps_the_checkpoint_it_reads(templates):
+    """The check maps the tensors instead of reading them, and sees the same checkpoint the trainer loads."""
+    mapped = Checkpoint.load(templates["interrupted"] / "full", mmap=True)
+    read = Checkpoint.load(templates["interrupted"] / "full")
+    assert mapped is not None and read is not None and (mapped.task_index, mapped.step) == (0, 1)
+    assert mapped.model.keys() == read.model.keys()
+    assert all(torch.equal(mapped.model[k], read.model[k]) for k in read.model)
+    assert mapped.progress == read.progress
 
 
 @pytest.mark.parametrize("plan", [BatchPlan(epochs=e, batch_size=b, grad_accum=g, max_steps=m)
