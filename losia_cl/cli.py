@@ -394,6 +394,10 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a worker of torchrun: die with its agent, never run on orphaned
+        from losia_cl.distributed.lifeline import bind_torchrun_worker
+
+        bind_torchrun_worker()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
