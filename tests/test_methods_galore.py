@@ -11,10 +11,17 @@ from conftest import make_tiny_llama
 
 from losia_cl.errors import ConfigError
 from losia_cl.methods import TaskContext, create_method, method_names
-from losia_cl.methods.galore import MISSING_PACKAGE, load_galore, losia_moment_entries, matched_rank, state_entries
+from losia_cl.methods.galore import (
+    MISSING_PACKAGE,
+    load_galore,
+    losia_moment_entries,
+    matched_rank,
+    projected_shapes,
+    state_entries,
+)
 from losia_cl.optim.targets import find_targets
 from losia_cl.trainer import RunConfig, run_experiment
-from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint
+from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, rng_state
 
 CTX = TaskContext(task_index=0, num_tasks=1, num_training_steps=8, seed=0)
 
@@ -113,7 +120,7 @@ def test_dense_params_adamw_trains_every_other_parameter_unprojected():
 
 
 @pytest.mark.parametrize("proj_type", ["std", "reverse_std", "left", "right", "full"])
-def test_state_entries_are_the_sizes_galore_torch_allocates(proj_type):
+def test_projected_shapes_are_the_ones_galore_torch_allocates(proj_type):
     _, model, optimizer, _ = _built(rank=5, proj_type=proj_type)
     _backward(model, seed=0)
     optimizer.step()
@@ -122,6 +129,9 @@ def test_state_entries_are_the_sizes_galore_torch_allocates(proj_type):
         state = optimizer.state[weight]
         matrix = state["projector"].ortho_matrix
         matrices = matrix if isinstance(matrix, list) else [matrix]
+        moments, projectors = projected_shapes(tuple(weight.shape), 5, proj_type)
+        assert tuple(state["exp_avg"].shape) == tuple(state["exp_avg_sq"].shape) == moments
+        assert [tuple(m.shape) for m in matrices] == projectors
         held = state["exp_avg"].numel() + state["exp_avg_sq"].numel() + sum(m.numel() for m in matrices)
         assert held == state_entries(tuple(weight.shape), 5, proj_type), (tuple(weight.shape), proj_type)
 
@@ -166,6 +176,20 @@ def test_state_dict_is_plain_data_and_resumes_to_the_same_weights():
         assert torch.equal(a, b), name
 
 
+def test_a_state_that_does_not_fit_its_rank_is_refused_on_restore(tmp_path):
+    _, model, optimizer, _ = _built(rank=3)
+    _backward(model, seed=0)
+    optimizer.step()
+    state = optimizer.state_dict()
+    state["param_groups"][0]["rank"] = 2  # a file edited by hand: moments of rank 3 under rank 2
+    saved = Checkpoint(task_index=0, step=1, model=model.state_dict(), optimizer=state, scheduler=None,
+                       rng=rng_state(), progress={})
+    _, clone, fresh, _ = _built(rank=3)
+    with pytest.raises(CheckpointError, match=r"its states do not fit .*optimizer state 'exp_avg' has shape "
+                                              r"\(\d+, 3\), GaLore expects \(\d+, 2\)"):
+        saved.restore(clone, fresh, None, tmp_path)
+
+
 class _Interrupted(Exception):
     pass
 
@@ -181,11 +205,11 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch):
     reference = run_experiment(config(tmp_path / "ref")).results["galore"]
     save, calls = Checkpoint.save, []
 
-    def save_then_stop(self, folder, sync=None):
+    def save_then_stop(self, folder, sync=None, root=None):  # written at once, not in the background
         calls.append((self.task_index, self.step))
         if len(calls) == 7:  # task 2, step 3: stop before it reaches the disk
             raise _Interrupted
-        return save(self, folder)
+        return save(self, folder, root=root)
 
     monkeypatch.setattr(Checkpoint, "save", save_then_stop)
     with pytest.raises(_Interrupted):

@@ -4,16 +4,17 @@ Every target matrix (the linear layers of the decoder blocks, as LoSiA's and LoR
 but Adam sees its gradient projected onto ``rank`` singular vectors of the gradient itself, recomputed every
 ``update_proj_gap`` steps; the moments live in that projected space and the normalized update is projected
 back.  The optimizer is ``galore_torch``'s ``AdamW`` (``pip install 'losia-cl[galore]'``), used as it is;
-this module only chooses the parameter groups and makes its state serializable (see :func:`plain_state_dict`).
+this module only chooses the parameter groups and makes its state plain data (see :func:`galore_adamw_class`).
 
 The package's ``__init__`` also imports its 8-bit optimizer and with it ``bitsandbytes`` (seconds of import
-time and, on CPUs with AVX-512 BF16, an attempt to fetch optional kernels from a model hub); :func:`load_galore` imports the two modules this method uses
-(``galore_torch.adamw``, ``galore_torch.galore_projector``, which need only torch and transformers) without
-running that ``__init__``.
+time and, on CPUs with AVX-512 BF16, an attempt to fetch optional kernels from a model hub);
+:func:`load_galore` imports the two modules this method uses (``galore_torch.adamw``,
+``galore_torch.galore_projector``, which need only torch and transformers) without running that ``__init__``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -85,25 +86,33 @@ def load_galore() -> tuple[type, type]:
 # ---------------------------------------------------------------------------------------------- memory
 
 
-def state_entries(shape: tuple[int, int], rank: int, proj_type: str = "std") -> int:
-    """Entries galore_torch 1.0 keeps for one ``(m, n)`` gradient at ``rank``: two Adam moments plus the projector.
+def projected_shapes(shape: tuple[int, int], rank: int, proj_type: str = "std") -> tuple[tuple[int, int], list]:
+    """``(moment shape, [projector matrix shapes])`` galore_torch 1.0 keeps for an ``(m, n)`` gradient at ``rank``.
 
     With ``r = min(rank, m, n)`` (the SVD has no more singular vectors): 'std' projects onto the smaller
-    side, so the moments are ``r x max(m, n)`` and the projector ``r x min(m, n)``; 'reverse_std' the
-    opposite; 'right' moments ``m x r``, projector ``r x n``; 'left' moments ``r x n``, projector ``m x r``;
-    'full' moments ``r x r`` and projectors ``m x r`` and ``r x n``.
+    side (``m >= n``: moments ``m x r``, projector ``r x n``; else moments ``r x n``, projector ``m x r``),
+    'reverse_std' onto the larger; 'right' gives moments ``m x r`` and projector ``r x n``; 'left'
+    ``r x n`` and ``m x r``; 'full' moments ``r x r`` and projectors ``m x r`` and ``r x n``.
     """
     m, n = shape
     r = min(rank, m, n)
-    big, small = max(m, n), min(m, n)
-    moments, projector = {
-        "std": (r * big, r * small),
-        "reverse_std": (r * small, r * big),
-        "right": (m * r, r * n),
-        "left": (r * n, m * r),
-        "full": (r * r, r * (m + n)),
-    }[proj_type]
-    return 2 * moments + projector
+    right, left = ((m, r), [(r, n)]), ((r, n), [(m, r)])
+    if proj_type == "std":
+        return right if m >= n else left
+    if proj_type == "reverse_std":
+        return left if m >= n else right
+    if proj_type == "full":
+        return (r, r), [(m, r), (r, n)]
+    return {"right": right, "left": left}[proj_type]
+
+
+def state_entries(shape: tuple[int, int], rank: int, proj_type: str = "std") -> int:
+    """Entries galore_torch 1.0 keeps for one ``(m, n)`` gradient at ``rank``: two Adam moments plus the projector.
+
+    'std': ``r (2 max(m, n) + min(m, n))`` with ``r = min(rank, m, n)`` (see :func:`projected_shapes`).
+    """
+    (a, b), projectors = projected_shapes(shape, rank, proj_type)
+    return 2 * a * b + sum(x * y for x, y in projectors)
 
 
 def losia_moment_entries(targets: Sequence[Target]) -> int:
@@ -139,8 +148,8 @@ def matched_rank(model: nn.Module, rank_factor: float, proj_type: str = "std") -
 # ----------------------------------------------------------------------------------- checkpoint adapter
 
 
-def plain_state_dict(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
-    """A ``state_dict`` post hook: each ``GaLoreProjector`` object becomes its matrix (plain tensors).
+def plain_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` with each ``GaLoreProjector`` object replaced by its matrix (plain tensors).
 
     galore_torch keeps a projector object in each projected parameter's state, which
     ``torch.load(weights_only=True)`` cannot read back.  The projector's only state is its current
@@ -158,14 +167,13 @@ def plain_state_dict(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any
     return state_dict
 
 
-def restore_projectors(optimizer: torch.optim.Optimizer) -> None:
-    """A ``load_state_dict`` post hook: rebuild each ``GaLoreProjector`` from its saved matrix.
+def restore_projectors(optimizer: torch.optim.Optimizer, projector_class: type) -> None:
+    """Rebuild each ``GaLoreProjector`` of a freshly loaded ``optimizer`` from its saved matrix.
 
     The matrix was already cast to the parameter's dtype and device by ``load_state_dict`` (it has
     the gradient's dtype, as galore_torch computes it), so the next step projects exactly as the
     saved optimizer would have.
     """
-    _, projector_class = load_galore()
     for group in optimizer.param_groups:
         for param in group["params"]:
             state = optimizer.state.get(param)
@@ -178,13 +186,54 @@ def restore_projectors(optimizer: torch.optim.Optimizer) -> None:
             state["projector"] = projector
 
 
+def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:
+    """Raise ``ValueError`` naming the first loaded state tensor whose shape is not what galore_torch keeps.
+
+    A projected parameter's moments and projector have the shapes of :func:`projected_shapes`; any
+    other parameter's moments have its own shape.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "rank" in group:
+                moments, projectors = projected_shapes(tuple(param.shape), group["rank"], group["proj_type"])
+            else:
+                moments, projectors = tuple(param.shape), []
+            expected = {"exp_avg": moments, "exp_avg_sq": moments}
+            for key, value in state.items():
+                if key in expected and tuple(value.shape) != expected[key]:
+                    raise ValueError(f"optimizer state {key!r} has shape {tuple(value.shape)}, "
+                                     f"GaLore expects {expected[key]} for a {tuple(param.shape)} parameter")
+            if "projector" in state:
+                matrix = state["projector"].ortho_matrix
+                shapes = [tuple(x.shape) for x in (matrix if isinstance(matrix, list) else [matrix])]
+                if shapes != projectors:
+                    raise ValueError(f"optimizer state 'projector_matrix' has shape(s) {shapes}, GaLore expects "
+                                     f"{projectors} for a {tuple(param.shape)} parameter")
+
+
+@functools.cache
+def galore_adamw_class() -> type:
+    """galore_torch's ``AdamW`` with a plain-data state dict (:func:`plain_state_dict`), rebuilt and checked on load."""
+    adamw, projector_class = load_galore()
+
+    class GaLoreAdamW(adamw):  # type: ignore[misc, valid-type]
+        """galore_torch's AdamW, unchanged, whose ``state_dict`` holds tensors and plain data only."""
+
+        def state_dict(self) -> dict[str, Any]:
+            return plain_state_dict(super().state_dict())
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            super().load_state_dict(state_dict)
+            restore_projectors(self, projector_class)
+            check_state_shapes(self)
+
+    return GaLoreAdamW
+
+
 def build_galore_adamw(param_groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
     """galore_torch's ``AdamW`` on ``param_groups`` (a group with ``rank`` is projected), with plain state dicts."""
-    adamw, _ = load_galore()
-    optimizer = adamw(param_groups, lr=lr, eps=1e-6, weight_decay=0.0, no_deprecation_warning=True)
-    optimizer.register_state_dict_post_hook(plain_state_dict)
-    optimizer.register_load_state_dict_post_hook(restore_projectors)
-    return optimizer
+    return galore_adamw_class()(param_groups, lr=lr, eps=1e-6, weight_decay=0.0, no_deprecation_warning=True)
 
 
 # ------------------------------------------------------------------------------------------------- method
@@ -286,5 +335,6 @@ class GaLoreMethod(DenseMethodDefaults):
                     default=0)
         return {
             "rank": group["rank"], "update_proj_gap": group["update_proj_gap"],
-            "projected_matrices": len(group["params"]), "steps": steps, "projector_updates": -(-steps // group["update_proj_gap"]),
+            "projected_matrices": len(group["params"]), "steps": steps,
+            "projector_updates": -(-steps // group["update_proj_gap"]),
         }
