@@ -1,9 +1,11 @@
 """A task from your own data: one data file, or (helpers of :meth:`Task.from_dataset`) a ``datasets.Dataset``.
 
 ``load_stream("reviews.csv", prompt="Review: {text}\\nSentiment:", answer="label",
-labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``) makes a
-one-task stream of a ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.parquet`` file.  The test
-split is, in this order:
+labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``, with
+``--prompt-template``, ``--answer-field`` and ``--labels`` for those three: :func:`data_file_mapping`)
+makes a one-task stream of a ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.parquet`` file.  A file
+whose first record lacks a field the mapping reads is refused with its fields and those options
+(:func:`data_file_hint`).  The test split is, in this order:
 
 1. the sibling file named like the training file with ``train`` replaced by ``test``
    (``data/train.jsonl`` → ``data/test.jsonl``, ``sst2_train.csv`` → ``sst2_test.csv``), if it exists;
