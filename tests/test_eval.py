@@ -144,3 +144,17 @@ def test_eval_json_is_documented_and_validated(tmp_path):
         path.write_text(json.dumps({**record.to_json(), key: value}))
         with pytest.raises(DataError, match=message):
             read_eval_results(path)
+
+
+def test_the_readme_command_runs(tmp_path, monkeypatch):
+    import shlex
+
+    from doc_blocks import find_block
+
+    command = shlex.split(find_block("README.md", "**Scoring one model: `losia-cl eval`.**", lang="bash").text)
+    assert command[:2] == ["losia-cl", "eval"]
+    monkeypatch.chdir(tmp_path)
+    assert main([*command[1:], "-q"]) == 0
+    results = read_eval_results(tmp_path / "evals" / "tiny")
+    assert results.tasks == ["check", "position"] and results.examples == [8, 8] and results.model == "tiny-llama"
+    assert [len(_lines(tmp_path / "evals" / "tiny" / "predictions" / f"{t}.jsonl")) for t in results.tasks] == [8, 8]
