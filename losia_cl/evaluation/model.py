@@ -9,7 +9,6 @@ merged into it (``merge_and_unload``), and the base's tokenizer used.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 import torch
 
 from losia_cl.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 #: The file that makes a folder a PEFT adapter.
 ADAPTER_CONFIG = "adapter_config.json"
