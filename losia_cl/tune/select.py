@@ -8,13 +8,13 @@ rate on the grid's edge, or a grid whose points all scored the same).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import read_json
 
 TUNE_FORMAT = "losia_cl.tune/1"
 RULE = "highest final AP on the eval split; ties (within 1e-9) go to the lower learning rate"
@@ -60,13 +60,10 @@ def write_tune_file(path: Path, info: dict[str, Any]) -> None:
 def read_tune_file(path: str | Path) -> dict[str, Any]:
     """A ``tune.json``, checked: :class:`DataError` names the file and the missing or bad key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: tune file not found (write one with losia-cl tune)")
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a JSON file ({error})") from None
-    if not isinstance(info, dict) or info.get("format") != TUNE_FORMAT:
+    info = read_json(path)  # one-line DataError for a damaged file, a FIFO or a folder
+    if info.get("format") != TUNE_FORMAT:
         raise DataError(f"{path}: key format: expected {TUNE_FORMAT!r} (a file written by losia-cl tune)")
     chosen = info.get("chosen")
     if not isinstance(chosen, dict) or not all(
