@@ -3,11 +3,11 @@
 Model: a random Llama of the given sizes, or (``--model``) any model ``losia-cl run`` accepts,
 trained on a fixed random batch with the language-model loss over every token.
 
-Speed: every method (default: every registered method, plus plain peft LoRA at the ``lora``
-method's rank as a sanity row) is built once in one process; then rounds run the methods in turn
-(order rotated each round), one timed sample each: ``period`` consecutive steps, so LoSiA's
-samples include one re-localization and its importance recording.  The median seconds per step
-are reported with tokens/s and the ratio to full fine-tuning and to LoRA.
+Speed: every method (default: every registered method whose optional package is installed, plus plain
+peft LoRA at the ``lora`` method's rank as a sanity row) is built once in one process; then rounds run the
+methods in turn (order rotated each round), one timed sample each: ``period`` consecutive steps, so LoSiA's
+samples include one re-localization and its importance recording (GaLore's one projector update).  The
+median seconds per step are reported with tokens/s and the ratio to full fine-tuning and to LoRA.
 Memory: each method runs its warm-up and then ``period + 1`` steps in a fresh subprocess and reports
 the peak resident memory of those steps (CPU, with glibc's mmap threshold fixed at 64 KiB so that freed tensors leave the resident
 set) or ``torch.cuda.max_memory_allocated`` (CUDA), minus the memory in use once model and
@@ -42,10 +42,22 @@ logger = logging.getLogger(__name__)
 
 
 def method_names() -> tuple[str, ...]:
-    """The methods benchmarked by default: every registered one."""
+    """The methods benchmarked by default: every registered one that can be built here.
+
+    A method class may say why it cannot (``unavailable()``, e.g. its optional package is missing):
+    it is left out with a log line, and still benchmarked when named with ``--methods``.
+    """
+    from losia_cl.methods import METHODS
     from losia_cl.methods import method_names as registered
 
-    return tuple(registered())
+    out = []
+    for name in registered():
+        reason = getattr(METHODS.get(name), "unavailable", lambda: None)()
+        if reason:
+            logger.info("bench: %s left out: %s", name, reason)
+        else:
+            out.append(name)
+    return tuple(out)
 
 
 #: A bench-only baseline: plain peft LoRA at the ``lora`` method's rank and targets, torch AdamW,
@@ -135,6 +147,8 @@ def create_bench_method(name: str, cfg: BenchConfig) -> Any:
 
     The LoSiA family starts from random subnets, so that the timed steps are steady-state ones (one
     layer records importance) rather than the first slot's scoring, in which every layer records.
+    GaLore's ``update_proj_gap`` is ``period``: every timed sample holds one projector update (an SVD
+    of every target matrix's gradient), the most its default gap of 200 steps ever pays in one sample.
     """
     from losia_cl.methods import METHODS, create_method
 
@@ -144,6 +158,8 @@ def create_bench_method(name: str, cfg: BenchConfig) -> Any:
         options["rank_factor"] = cfg.rank_factor
     if "period" in names:
         options["period"] = cfg.period
+    if "update_proj_gap" in names:
+        options["update_proj_gap"] = cfg.period
     if "losia_options" in names:
         options["losia_options"] = {"init": "random"}
         if name == "losia":  # LoSiA-Pro is the default (losia-pro an alias): the row "losia" times the plain path
@@ -162,14 +178,28 @@ class Trainee:
     scheduler: Any = None
 
     def optimizer_state_bytes(self) -> int:
-        """Bytes of every tensor the optimizer holds in its state (moments, subnets, importance EMAs)."""
+        """Bytes of every tensor in the optimizer's state dict (moments, subnets, importance EMAs, projectors).
+
+        The state dict is what a checkpoint saves: the live state as tensors (GaLore's projector objects
+        become their matrices there).
+        """
         seen: set[int] = set()
         total = 0
-        for entries in self.optimizer.state.values():
-            for value in entries.values():
-                if torch.is_tensor(value) and id(value) not in seen:
+
+        def add(value: Any) -> None:
+            nonlocal total
+            if torch.is_tensor(value):
+                if id(value) not in seen:
                     seen.add(id(value))
                     total += value.numel() * value.element_size()
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    add(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    add(item)
+
+        add(self.optimizer.state_dict()["state"])
         return total
 
 
@@ -367,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f.metadata["help"])
     parser.add_argument("--methods", default=None,
                         help=f"Comma-separated methods to measure; {PLAIN_LORA} is plain peft LoRA at lora's rank, "
-                             "added when lora is measured (default: every registered method).")
+                             "added when lora is measured (default: every registered method whose optional package "
+                             "is installed).")
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="Comma-separated methods the step times are divided by (a column each).")
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")

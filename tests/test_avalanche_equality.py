@@ -43,6 +43,9 @@ def _json(value):
     ("lora", dict(shuffle=True, max_train_examples=12, epochs=2, grad_accum=2)),
     ("losia-pro", dict(shuffle=False, max_train_examples=16, max_steps=3)),
     ("full", dict(shuffle=True, max_train_examples=16, max_grad_norm=0.5)),
+    # GaLore through galore_torch, its projector refreshed at every other step
+    ("galore", dict(shuffle=False, max_train_examples=16, max_steps=3,
+                    method_options={"galore": {"update_proj_gap": 2}})),
 ])
 def test_avalanche_strategy_reproduces_losia_cl_run(tmp_path: Path, method: str, overrides: dict):
     # max_length 128: the whole prompt fits the byte tokenizer, so the listed words the answers copy are seen

@@ -68,6 +68,7 @@ _KNOWN_COLORS = {
     "lora": "#ff7f0e",
     "dora": "#d62728",
     "pissa": "#9467bd",
+    "galore": "#7b4173",
     "full": "#2ca02c",
 }
 _EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#843c39")

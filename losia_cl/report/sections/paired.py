@@ -26,7 +26,7 @@ __all__ = ["ORDER", "LABELS", "label", "method_pairs", "paired_values", "section
 ORDER = 25
 
 LABELS = {"losia": "LoSiA", "losia-pro": "LoSiA-Pro", "lora": "LoRA", "dora": "DoRA", "pissa": "PiSSA",
-          "full": "full FT"}
+          "galore": "GaLore", "full": "full FT"}
 #: the metrics a verdict line is written for: (key, symbol, what the claim says).
 VERDICTS = (("bwt", "BWT", "forgets less than"), ("loglik_bwt", "BWT(log-lik)", "forgets less (graded) than"))
 
