@@ -10,6 +10,37 @@ import torch
 # Two pytest-xdist workers share two cores: one intra-op thread each.
 torch.set_num_threads(int(os.environ.get("LOSIA_CL_TEST_THREADS", "1")))
 
+#: galore-torch, the package behind the ``galore`` method, declares bitsandbytes; installed, bitsandbytes is
+#: imported by peft for every LoRA-family adapter (seconds per process, and a warning on stderr). So the test
+#: extra leaves the ``galore`` extra out, and the tests put the pure-Python galore-torch wheel alone (no
+#: dependencies) into a cache folder once, on the path of this process and of the processes it starts.
+GALORE_TORCH = "galore-torch==1.0"
+
+
+def _provide_galore_torch() -> None:
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from filelock import FileLock
+
+    if importlib.util.find_spec("galore_torch") is not None:
+        return
+    cache = Path(os.environ.get("LOSIA_CL_TEST_CACHE", Path.home() / ".cache" / "losia-cl-test"))
+    target = cache / GALORE_TORCH.replace("==", "-")
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / ".galore.lock")):  # two xdist workers: one installs, the other waits
+        if not (target / "galore_torch").is_dir():
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                            "--target", str(target), GALORE_TORCH], check=False, capture_output=True, timeout=600)
+    if (target / "galore_torch").is_dir():
+        sys.path.insert(0, str(target))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+
+
+_provide_galore_torch()
+
 
 def make_tiny_llama(seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128, vocab: int = 128):
     from transformers import LlamaConfig, LlamaForCausalLM
