@@ -32,11 +32,16 @@ def _nearest_existing(path: Path) -> Path:
 
 def _read_run_file(out: Path) -> dict[str, Any]:
     """The JSON of ``out/run.json``; :class:`DataError` if it is not one losia-cl wrote."""
-    run_file = out / RUN_FILE
-    data = read_json(run_file)
-    if not str(data.get("format", "")).startswith(RUN_FORMAT_PREFIX):
-        raise DataError(f"{run_file}: not a losia-cl run file (no '{RUN_FORMAT_PREFIX}…' format); "
-                        f"{out} is not a losia-cl run folder, choose another --out")
+    return read_own_file(out, RUN_FILE, RUN_FORMAT_PREFIX, "run")
+
+
+def read_own_file(out: Path, own_file: str, format_prefix: str, kind: str) -> dict[str, Any]:
+    """The JSON of ``out/<own_file>``; :class:`DataError` if its format does not start with ``format_prefix``."""
+    path = out / own_file
+    data = read_json(path)
+    if not str(data.get("format", "")).startswith(format_prefix):
+        raise DataError(f"{path}: not a losia-cl {kind} file (no '{format_prefix}…' format); "
+                        f"{out} is not a losia-cl {kind} folder, choose another --out")
     return data
 
 
@@ -46,12 +51,19 @@ def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
     A new run needs ``out`` absent or empty (a leftover lock file counts as empty) and writable;
     ``resume`` needs a losia-cl run folder.  Nothing is written.
     """
+    stored = check_own_folder(out, resume=resume, own_file=RUN_FILE, format_prefix=RUN_FORMAT_PREFIX, kind="run")
+    return None if stored is None else RunInfo.from_json(stored, out / RUN_FILE)
+
+
+def check_own_folder(out: Path, *, resume: bool, own_file: str, format_prefix: str, kind: str) -> dict[str, Any] | None:
+    """The rules of :func:`check_out_folder` for a folder marked by ``own_file`` (``run.json``, ``tune.json``):
+    the stored marker's JSON when resuming, else ``None``; ``kind`` names the command in messages."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
     if not out.exists():
         if resume:
-            raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue; "
-                              "run without --resume to start one")
+            raise ConfigError(f"--resume: {out} does not exist, so there is no {kind} to continue; "
+                              f"{kind} without --resume to start one")
         parent = _nearest_existing(out.parent)
         if not parent.is_dir():
             raise ConfigError(f"--out {out}: cannot be created, {parent} is a file")
@@ -60,19 +72,20 @@ def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
         return None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: the folder is not writable")
-    if (out / RUN_FILE).exists():
-        stored = _read_run_file(out)
+    if (out / own_file).exists():
+        stored = read_own_file(out, own_file, format_prefix, kind)
         if not resume:
-            raise ConfigError(f"{out / RUN_FILE} exists: pass --resume to continue that run, or choose another --out")
-        return RunInfo.from_json(stored, out / RUN_FILE)
+            raise ConfigError(f"{out / own_file} exists: pass --resume to continue that {kind}, or choose another "
+                              "--out")
+        return stored
     others = sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_NAME)
     if resume:
-        raise ConfigError(f"--resume: {out} is not a losia-cl run folder (it has no {RUN_FILE}); "
-                          "run without --resume to start one" + (" in a new or empty folder" if others else ""))
+        raise ConfigError(f"--resume: {out} is not a losia-cl {kind} folder (it has no {own_file}); "
+                          f"{kind} without --resume to start one" + (" in a new or empty folder" if others else ""))
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
-        raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl run folder "
-                          f"(no {RUN_FILE}); choose a new or empty folder")
+        raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl {kind} folder "
+                          f"(no {own_file}); choose a new or empty folder")
     return None
 
 
