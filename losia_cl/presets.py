@@ -5,6 +5,13 @@
 three paired seeds for ``run`` and the first two tasks for ``tune``.  The data folder still comes from
 ``--data-dir`` or ``$LOSIA_CL_DATA``.  ``examples/trace_cpu.sh`` runs the whole protocol
 (tune → run --lr-from → report); ``docs/fair-comparison.md`` gives the measured times.
+
+``cl-cpu``: O-LoRA's CL benchmark sized for a CPU — AG News → SST-2 → Amazon (``cl-benchmark``; the second
+published order is the reverse, ``--tasks amazon,SST-2,agnews``), 128 steps of 2 examples per task (enough for
+LoSiA's asynchronous schedule to re-localize every one of SmolLM2's 30 layers in every task), 48 test and 48
+eval examples per task, the embedded SmolLM2-135M, five paired seeds for ``run`` and two tune seeds on the
+first two tasks for ``tune``.  ``docs/streams.md`` says why these tasks; ``docs/fair-comparison.md`` gives the
+budget.
 """
 
 from __future__ import annotations
@@ -47,5 +54,27 @@ PRESETS.register("trace-cpu", Preset(
         "eval_batch_size": 48,
     },
     run={"seeds": [0, 1, 2]},
+    tune={"tune_tasks": 2},
+))
+
+#: The ``cl-cpu`` preset's two task orders: the preset's own, and its reverse.
+CL_CPU_ORDERS = ("agnews,SST-2,amazon", "amazon,SST-2,agnews")
+
+PRESETS.register("cl-cpu", Preset(
+    summary="O-LoRA's CL benchmark: AG News, SST-2, Amazon (reverse order: --tasks amazon,SST-2,agnews), "
+            "SmolLM2-135M, 128 steps of 2 examples per task, seeds 0-4 (docs/fair-comparison.md)",
+    common={
+        "stream": "cl-benchmark",
+        "tasks": CL_CPU_ORDERS[0],
+        "model": "smollm2-135m",
+        "methods": "losia,lora,full",
+        "max_train_examples": 256,
+        "max_test_examples": 48,
+        "max_steps": 128,
+        "batch_size": 2,
+        "max_length": 128,
+        "eval_batch_size": 48,
+    },
+    run={"seeds": [0, 1, 2, 3, 4]},
     tune={"tune_tasks": 2},
 ))

@@ -134,7 +134,8 @@ def test_tune_scores_eval_never_test_averages_two_seeds_and_reports_overlap_and_
     info = read_tune_file(outcome.path)
     assert info["tune_seeds"] == [0, 1] and info["criterion"] == "eval_learning_accuracy"
     assert [[r["seed"] for r in p["runs"]] for p in info["grid"]["full"]] == [[0, 1], [0, 1]]
-    assert info["chosen"] == {"full": 3e-2} and info["edge"] == {"full": "highest"} and info["splits"] == {"const": "eval"}
+    assert info["chosen"] == {"full": 3e-2} and info["edge"] == {"full": "highest"}
+    assert info["splits"] == {"const": "eval"}
     assert info["eval_test_overlap"] == {"0": {"const": 1}, "1": {"const": 1}}
     assert "1 eval prompt(s) of task const (seed 0) are also test prompts" in caplog.text
     # test answers "B" would score 0 at both rates and pick the lower one; an eval split that looked like
