@@ -31,6 +31,7 @@ from losia_cl.optim.losia import LoSiA
 
 def config_from_args(args: TrainingArguments, config: LoSiAConfig | None = None) -> LoSiAConfig:
     """``config`` (default :class:`LoSiAConfig`) with ``lr``, ``weight_decay``, ``betas`` and ``eps`` from ``args``."""
+    _check_envelope(config)
     return dataclasses.replace(
         config or LoSiAConfig(),
         lr=args.learning_rate,
@@ -90,6 +91,7 @@ class LoSiATrainer(Trainer):
     def __init__(self, *args: Any, losia_config: LoSiAConfig | None = None, **kwargs: Any) -> None:
         if kwargs.get("optimizer_cls_and_kwargs") is not None:
             raise ConfigError("LoSiATrainer builds its own optimizer: drop optimizer_cls_and_kwargs")
+        _check_envelope(losia_config)
         super().__init__(*args, **kwargs)
         self.losia_config = losia_config or LoSiAConfig()
 
@@ -117,3 +119,12 @@ class LoSiATrainer(Trainer):
             target = self.model if model is None else model
             self.optimizer = build_losia(target, config_from_args(self.args, self.losia_config))
         return self.optimizer
+
+
+def _check_envelope(config: LoSiAConfig | None) -> None:
+    """``envelope='official'`` needs losia_cl's scheduler: ``Trainer``'s schedulers would drop every re-warm."""
+    if config is not None and config.envelope == "official":
+        raise ConfigError(
+            "LoSiAConfig.envelope = 'official' is applied by losia_cl.optim.lr.losia_scheduler, which Trainer does "
+            "not use (its schedulers would drop every re-warm ramp): use envelope='current' with Trainer"
+        )

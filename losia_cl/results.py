@@ -309,6 +309,15 @@ class MethodResults:
     eval_seconds: float | None = documented("Wall-clock seconds spent evaluating (all stages).", None)
     seed: int | None = documented("The run's seed.", None)
     steps: dict[str, int] = documented("{task: optimizer steps taken}.", default_factory=dict)
+    updating_steps: dict[str, int] = documented(
+        "{task: optimizer steps that changed weights}: steps whose applied learning rate is > 0 for some trained "
+        "entry (LoSiA's importance-scoring-only steps and steps at lr 0 do not count).", default_factory=dict
+    )
+    lr_mass: dict[str, float] = documented(
+        "{task: learning-rate mass}: the sum over the task's steps of the learning rate applied, a mean over the "
+        "updated entries (LoSiA: each matrix's re-warmed rate over its subnet; 0 for a scoring-only step).",
+        default_factory=dict,
+    )
     losses: dict[str, list[float | None]] = documented(
         "{task: training loss of every optimizer step} (null for a loss that was not finite).", default_factory=dict
     )
@@ -360,6 +369,13 @@ class MethodResults:
         seed = None if seed_raw is None else _as_int(seed_raw, path, "seed", minimum=None)
         steps_raw = _as_dict(_get(data, "steps", path, required=False) or {}, path, "steps")
         steps = {str(k): _as_int(v, path, f"steps.{k}") for k, v in steps_raw.items()}
+        updating_raw = _as_dict(_get(data, "updating_steps", path, required=False) or {}, path, "updating_steps")
+        updating = {str(k): _as_int(v, path, f"updating_steps.{k}") for k, v in updating_raw.items()}
+        for task, n in updating.items():
+            if task in steps and n > steps[task]:
+                raise DataError(f"{_where(path, f'updating_steps.{task}')} = {n} exceeds steps.{task} = {steps[task]}")
+        mass_raw = _as_dict(_get(data, "lr_mass", path, required=False) or {}, path, "lr_mass")
+        lr_mass = {str(k): _as_float(v, path, f"lr_mass.{k}") for k, v in mass_raw.items()}
         losses_raw = _as_dict(_get(data, "losses", path, required=False) or {}, path, "losses")
         losses: dict[str, list[float | None]] = {}
         for k, values in losses_raw.items():
@@ -378,7 +394,8 @@ class MethodResults:
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, subnet_overlap=overlap,
-            stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, losses=losses, method_record=record,
+            stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
+            lr_mass=lr_mass, losses=losses, method_record=record,
             loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention,
         )
 

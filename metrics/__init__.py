@@ -6,7 +6,10 @@
 * :mod:`.overlap` — overlap of the LoSiA subnets trained on different tasks
   (:class:`SubnetOverlapTracker`);
 * :mod:`.stability` — weight dimensional stability (:class:`StabilityTracker`);
-* :mod:`.paired` — paired comparisons of two methods over seeds (:func:`paired_difference`, :func:`verdict`).
+* :mod:`.paired` — paired comparisons of two methods over seeds (:func:`paired_difference`, :func:`verdict`,
+  :func:`minimum_detectable_effect`);
+* :mod:`.holm` — Holm's correction of a family of p-values (:func:`holm`);
+* :mod:`.baselines` — the majority-class baseline of a test split (:func:`majority_baseline`).
 
 Importing this package is cheap: it imports none of the submodules, and torch
 is imported only when a stability measurement runs.  Every name below is
@@ -40,14 +43,19 @@ _LAZY = {
     "PairedDifference": ".paired",
     "paired_difference": ".paired",
     "verdict": ".paired",
+    "minimum_detectable_effect": ".paired",
+    "holm": ".holm",
+    "majority_baseline": ".baselines",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .baselines import majority_baseline
     from .continual import CLMetrics, cl_metrics
+    from .holm import holm
     from .overlap import SubnetOverlapTracker, chance_jaccard
-    from .paired import PairedDifference, paired_difference, verdict
+    from .paired import PairedDifference, minimum_detectable_effect, paired_difference, verdict
     from .scorers import Scorer, get_scorer, scorer_names
     from .stability import (
         StabilityConfig,

@@ -20,6 +20,15 @@ the value after every stage (``None`` at stage 1, where they are undefined).
 With ``T = 1`` they are ``None`` — never 0.  Two identities hold for every
 matrix and are checked by the tests: ``AP_T = LA + (T−1)/T · BWT_T`` and
 ``F_i ≥ −BWT_i``.
+
+Forgetting is Chaudhry et al.'s definition (A. Chaudhry, P. K. Dokania, T. Ajanthan, P. H. S. Torr,
+"Riemannian Walk for Incremental Learning: Understanding Forgetting and Intransigence", ECCV 2018, eq. 2–3):
+for each earlier task, the largest drop from its best score at any earlier stage (its own stage included)
+to its score now, averaged over the earlier tasks.
+
+A metric whose every input cell sits at a bound of the scale (all 0, or all 1, in every seed) cannot tell
+methods apart: :func:`metric_cells` names the cells each metric reads and :func:`bound_state` says whether
+a set of values sits at a floor or a ceiling.
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ from losia_cl.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLMetrics", "cl_metrics", "validate_score_matrix"]
+__all__ = ["CLMetrics", "bound_state", "cl_metrics", "metric_cells", "validate_score_matrix"]
+
+#: the final metrics of :class:`CLMetrics`, by key.
+_METRICS = ("average_performance", "bwt", "fwt", "forgetting", "learning_accuracy")
 
 
 def validate_score_matrix(scores: Any, *, bounded: bool = True) -> np.ndarray:
@@ -192,3 +204,41 @@ def cl_metrics(scores: Any, *, bounded: bool = True) -> CLMetrics:
     )
     logger.debug("cl_metrics over %d task(s): %s", t, result)
     return result
+
+
+def metric_cells(key: str, num_tasks: int) -> list[tuple[int, int]]:
+    """The cells ``(row, column)`` (0-based, as in ``S[row][column]``) that the final value of ``key`` reads.
+
+    ``key`` is ``average_performance``, ``bwt``, ``fwt``, ``forgetting`` or ``learning_accuracy``; ``[]`` for BWT, FWT and forgetting when ``num_tasks = 1``.
+    """
+    t = num_tasks
+    if t < 1:
+        raise DataError(f"metric_cells: num_tasks must be >= 1, got {t}")
+    if key == "average_performance":
+        return [(t, c) for c in range(t)]
+    if key == "learning_accuracy":
+        return [(c + 1, c) for c in range(t)]
+    if key == "bwt":
+        return [cell for c in range(t - 1) for cell in ((t, c), (c + 1, c))]
+    if key == "fwt":  # task j = c + 1 before its training (row c) and in the base model (row 0)
+        return [cell for c in range(1, t) for cell in ((c, c), (0, c))]
+    if key == "forgetting":
+        return [(row, c) for c in range(t - 1) for row in range(c + 1, t + 1)]
+    raise DataError(f"metric_cells: unknown metric {key!r}; choose among {', '.join(_METRICS)}")
+
+
+def bound_state(values: Sequence[float], *, low: float | None = None, high: float | None = None) -> str | None:
+    """``"floor"`` when every value equals ``low``, ``"ceiling"`` when every value equals ``high``, else ``None``.
+
+    Used on the inputs of a metric over all seeds: a metric computed from scores that all sit at the floor
+    (e.g. FWT from exact-match scores that are 0 before and after the earlier tasks) is 0 because the scale
+    cannot go lower, not because nothing transferred.  ``None`` for no values.
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        return None
+    if low is not None and all(v == low for v in vals):
+        return "floor"
+    if high is not None and all(v == high for v in vals):
+        return "ceiling"
+    return None

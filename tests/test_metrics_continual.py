@@ -172,3 +172,35 @@ def test_unbounded_scores_such_as_log_likelihoods_use_the_same_formulas() -> Non
     assert m.average_performance == pytest.approx(-1.125)
     with pytest.raises(DataError, match="not finite"):
         cl_metrics([[0.0], [float("-inf")]], bounded=False)
+
+
+@pytest.mark.parametrize("key", ["average_performance", "bwt", "fwt", "forgetting", "learning_accuracy"])
+@pytest.mark.parametrize("t", [1, 2, 4])
+def test_metric_cells_are_exactly_the_cells_the_metric_reads(key, t) -> None:
+    from losia_cl.metrics.continual import metric_cells
+
+    rng = np.random.default_rng(t)
+    s = rng.uniform(0.2, 0.8, size=(t + 1, t))
+    value = cl_metrics(s).to_dict()[key]
+    cells = set(metric_cells(key, t))
+    for i in range(t + 1):
+        for j in range(t):
+            moved = s.copy()
+            moved[i, j] += 1.0  # above every other score, so the running max of forgetting sees it too
+            changed = cl_metrics(moved, bounded=False).to_dict()[key]
+            assert (changed != value) == ((i, j) in cells), (key, i, j)
+
+
+def test_fwt_at_the_floor_of_exact_match_and_bound_states() -> None:
+    from losia_cl.metrics.continual import bound_state, metric_cells
+
+    # nothing is right before its task is trained: FWT = 0 because the scale stops at 0
+    s = [[0.0, 0.0, 0.0], [0.4, 0.0, 0.0], [0.3, 0.1, 0.0], [0.3, 0.0, 0.05]]
+    assert cl_metrics(s).fwt == 0.0
+    assert bound_state([s[i][j] for i, j in metric_cells("fwt", 3)], low=0.0, high=1.0) == "floor"
+    assert bound_state([s[i][j] for i, j in metric_cells("bwt", 3)], low=0.0, high=1.0) is None
+    assert bound_state([1.0, 1.0], low=0.0, high=1.0) == "ceiling"
+    assert bound_state([0.0, 0.0], high=0.0) == "ceiling" and bound_state([0.0, 0.0]) is None
+    assert bound_state([], low=0.0) is None
+    with pytest.raises(DataError, match="unknown metric 'ap'"):
+        metric_cells("ap", 2)

@@ -173,8 +173,10 @@ def test_importance_init_scores_before_training(batch):
 
 
 # ---------------------------------------------------------------- 5. state dict
-def test_state_dict_round_trip_is_bit_identical(batch):
-    config = LoSiAConfig(rank_factor=1 / 4, period=3, lr=5e-3, dense_params="adamw", warmup_ratio=0.1)
+@pytest.mark.parametrize("envelope", ["current", "official"])
+def test_state_dict_round_trip_is_bit_identical(batch, envelope):
+    config = LoSiAConfig(rank_factor=1 / 4, period=3, lr=5e-3, dense_params="adamw", warmup_ratio=0.1,
+                         envelope=envelope, ramps_from_zero=envelope == "official")
     model = make_tiny_llama(seed=7)
     opt = build_losia(model, config)
     scheduler = losia_scheduler(opt, 40)

@@ -127,3 +127,28 @@ def test_the_optim_package_has_no_import_cycle():
         if node not in state:
             visit(node, [node])
     assert "losia_cl.optim.losia" in graph["losia_cl.optim.build"] and "losia_cl.optim.pro" in graph["losia_cl.optim.build"]
+
+
+def test_applied_lr_weights_groups_by_their_entries():
+    from losia_cl.optim.lr import applied_lr
+
+    small, large = torch.nn.Parameter(torch.zeros(10)), torch.nn.Parameter(torch.zeros(3, 10))
+    frozen = torch.nn.Parameter(torch.zeros(100), requires_grad=False)
+    opt = torch.optim.AdamW([{"params": [small], "lr": 0.1}, {"params": [large, frozen], "lr": 0.3}])
+    assert applied_lr(opt) == pytest.approx((10 * 0.1 + 30 * 0.3) / 40)
+
+
+def test_losia_applied_lr_is_zero_while_scoring_then_follows_the_ramps(batch):
+    from losia_cl.optim.lr import applied_lr
+
+    model = make_tiny_llama(seed=4)
+    opt = build_losia(model, LoSiAConfig(rank_factor=1 / 4, period=2, lr=0.01, init="importance"))
+    seen = []
+    for _ in range(5):
+        seen.append(applied_lr(opt))
+        model(input_ids=batch, labels=batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    # steps 0, 1 only score; all re-localize at boundary 2 and ramp over T = 2 (1/2, then 1);
+    # layer 0 records in steps 2, 3 and re-localizes at 4: step 4 has layer 0 at 1/2, layer 1 (same shapes) at 1
+    assert seen == pytest.approx([0.0, 0.0, 0.005, 0.01, 0.0075])

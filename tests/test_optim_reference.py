@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -16,13 +18,13 @@ from conftest import make_tiny_llama
 
 def test_reference_sets_the_official_choices_and_takes_overrides():
     config = LoSiAConfig.reference(lr=2e-4)
-    assert (config.keep_step_count, config.ramps_from_zero, config.warmup_ratio, config.output_slot,
+    assert (config.keep_step_count, config.ramps_from_zero, config.envelope, config.warmup_ratio, config.output_slot,
             config.subnet_rounding, config.dense_params, config.hf_epsilon, config.init, config.schedule) == (
-        True, True, 0.1, "first", "int", "adam", True, "random", "async")
+        True, True, "official", 0.1, "first", "int", "adam", True, "random", "async")
     assert config.lr == 2e-4 and LoSiAConfig.reference(output_slot="last").output_slot == "last"
     default = LoSiAConfig()
-    assert (default.keep_step_count, default.ramps_from_zero, default.output_slot, default.subnet_rounding,
-            default.hf_epsilon) == (False, False, "last", "floor", False)
+    assert (default.keep_step_count, default.ramps_from_zero, default.envelope, default.output_slot,
+            default.subnet_rounding, default.hf_epsilon) == (False, False, "current", "last", "floor", False)
 
 
 @pytest.mark.parametrize(
@@ -106,8 +108,11 @@ def test_reference_learning_rates_through_the_optimizer(batch):
     assert next(g["slot"] for g in opt.param_groups if g["name"] == "lm_head") == 0
     assert int(opt.state[q_proj["params"][0]]["last_relocalization"]) == 8
     assert seen[:3] == pytest.approx([0.0, 0.1, 0.2])
+    # after the warm-up, a matrix never re-localized still ramps from boundary 0: 3/4 at step 3
+    assert seen[3] == pytest.approx(0.225)
     assert seen[8] == 0.0
-    assert seen[9] == pytest.approx(0.25 * envelope_lr(9, 30, 0.3, 0.1, 0.1, from_zero=True))
+    # the ramp multiplies the cosine frozen at the re-localization's progress 8 / (30 - 3)
+    assert seen[9] == pytest.approx(0.25 * 0.3 * (0.1 + 0.45 * (1 + math.cos(math.pi * 8 / 27))))
 
 
 def test_head_slot_first_or_last(tiny_llama):

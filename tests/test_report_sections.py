@@ -45,14 +45,14 @@ def extra_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_sections_come_in_page_order() -> None:
     specs = report_sections()
-    assert [s.name for s in specs] == ["run", "learning_rates", "schedule", "comparison", "paired", "scores", "forgetting",
-                                       "graded", "retention", "overlap", "stability"]
+    assert [s.name for s in specs] == ["run", "learning_rates", "lr_budget", "schedule", "comparison", "paired", "scores",
+                                       "forgetting", "graded", "retention", "overlap", "stability"]
     assert [s.order for s in specs] == sorted(s.order for s in specs)
 
 
 def test_adding_a_section_is_adding_one_file(tmp_path: Path, extra_dir: Path) -> None:
     (extra_dir / "extra_view.py").write_text(EXTRA_SECTION)
-    assert [s.name for s in report_sections()][8:11] == ["retention", "extra_view", "overlap"]
+    assert [s.name for s in report_sections()][9:12] == ["retention", "extra_view", "overlap"]
     run = write_run(tmp_path / "run")
     files = build_report([run], out=tmp_path / "out" / "r.html")
     page = parse_page(files.html)

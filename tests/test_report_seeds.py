@@ -1,4 +1,4 @@
-"""Several seeds of one setup: mean ± 95% t-interval per cell, Welch t-test notes, setup checks."""
+"""Several seeds of one setup: mean ± 95% t-interval per cell, daggers from Holm-adjusted paired tests, setup checks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from test_report_data import METHODS, TASKS, parse_page, row_of, write_run
 
 from losia_cl.errors import DataError
 from losia_cl.report import build_report
-from losia_cl.report.formatting import fmt_score
+from losia_cl.report.formatting import fmt_p, fmt_score
 from losia_cl.report.tables import NS_MARK
 
 KEYS = ("average_performance", "bwt", "fwt", "forgetting", "learning_accuracy")
@@ -50,25 +50,44 @@ def test_cells_are_mean_plus_minus_t_interval(two_seeds) -> None:
                 assert text == f"{fmt_score(mean)} ± {fmt_score(half)}"
 
 
-def test_non_significant_differences_to_the_best_are_marked_and_noted(two_seeds) -> None:
+def _holm(pvalues: list[float]) -> list[float]:
+    """Holm's adjusted p-values, written out: sort, multiply by m − k + 1, carry the running maximum, cap at 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - k) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def test_daggers_come_from_holm_adjusted_paired_t_tests(two_seeds) -> None:
     _, files, results = two_seeds
     page = parse_page(files.html)
     comparison = page.table("Continual-learning metrics and costs per method")
     notes = page.all_text
-    assert "95% confidence interval over seeds" in notes
-    assert "is not significant (Welch t-test p = " in notes  # two seeds: some differences are not significant
+    assert "95% t-interval over seeds" in notes and "Welch" not in notes
+    # the family: every pair of methods on every metric, paired seed by seed
+    values = {(m, key): [r["metrics"][key] for r in results[m]] for m in METHODS for key in KEYS}
+    family = [(key, a, b) for a, b in (("losia", "lora"), ("losia", "full"), ("lora", "full")) for key in KEYS]
+    raw = [float(stats.ttest_rel(values[a, key], values[b, key]).pvalue) for key, a, b in family]
+    adjusted = dict(zip(family, zip(raw, _holm(raw))))
+    assert f"Holm-adjusted across the {len(family)} paired tests" in notes
+    marked = 0
     for col, (key, label) in enumerate(zip(KEYS, LABELS)):
-        values = {m: [r["metrics"][key] for r in results[m]] for m in METHODS}
         pick = min if key == "forgetting" else max
-        best = pick(METHODS, key=lambda m: np.mean(values[m]))
+        best = pick(METHODS, key=lambda m: np.mean(values[m, key]))
         for m in METHODS:
-            if m == best:
-                continue
-            p = stats.ttest_ind(values[best], values[m], equal_var=False).pvalue
             text = row_of(comparison, m)[col][0]
-            sentence = f"{label}: the difference between the best, {best}, and {m} is not significant"
-            assert (sentence in notes) == (p >= 0.05), (label, m, p)
-            assert text.endswith(NS_MARK) == (p >= 0.05)
+            if m == best:
+                assert not text.endswith(NS_MARK)
+                continue
+            p, p_adj = next(q for (k, a, b), q in adjusted.items() if k == key and {a, b} == {best, m})
+            assert text.endswith(NS_MARK) == (p_adj >= 0.05), (label, m, p_adj)
+            marked += p_adj >= 0.05
+            if p_adj >= 0.05:
+                assert f"{label}: not significantly different from the best, {best}, after Holm: " in notes
+                assert f"{m} (p = {fmt_p(p)}, p_adj = {fmt_p(p_adj)})" in notes
+    assert marked  # two seeds: some differences are not significant
 
 
 def test_score_heatmaps_show_the_mean_and_figures_are_the_same_set(two_seeds) -> None:
@@ -85,7 +104,7 @@ def test_method_missing_in_one_seed_is_reported_and_not_tested(tmp_path: Path) -
     text = parse_page(files.html).all_text
     assert "Partial run: method(s) lora of " + str(tmp_path / "s1") in text
     assert "lora: 1 of 2" in text
-    assert "cannot be tested (fewer than 2 seeds for one of them)" in text
+    assert "cannot be tested (fewer than 2 paired seeds)" in text
 
 
 def test_seeds_of_different_setups_are_refused(tmp_path: Path) -> None:
@@ -99,15 +118,10 @@ def test_seeds_of_different_setups_are_refused(tmp_path: Path) -> None:
 
 
 def test_t_interval_matches_scipy() -> None:
-    from losia_cl.report.stats import summarize, welch_p
+    from losia_cl.report.stats import summarize
 
     values = [0.61, 0.65, 0.7, 0.58]
     s = summarize(values)
     mean, half = _ci(values)
     assert s.n == 4 and math.isclose(s.mean, mean) and math.isclose(s.half_width, half)
     assert summarize([0.5]).half_width is None and summarize([None, None]).mean is None
-    other = summarize([0.4, 0.45, 0.43])
-    assert math.isclose(welch_p(s, other), stats.ttest_ind(values, [0.4, 0.45, 0.43], equal_var=False).pvalue)
-    assert welch_p(s, summarize([0.5])) is None
-    assert welch_p(summarize([1.0, 1.0]), summarize([1.0, 1.0])) == 1.0
-    assert welch_p(summarize([1.0, 1.0]), summarize([2.0, 2.0])) == 0.0

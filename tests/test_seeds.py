@@ -11,6 +11,7 @@ from scipy import stats
 from losia_cl.cli import main
 from losia_cl.metrics import cl_metrics
 from losia_cl.report.aggregate import ReportRuns
+from losia_cl.report.formatting import fmt_p
 from losia_cl.report.loading import load_runs
 from losia_cl.report.sections.paired import paired_values
 from losia_cl.metrics.paired import paired_difference
@@ -41,12 +42,14 @@ def test_two_seeds_two_methods_write_per_seed_runs_and_a_paired_report(tmp_path,
     a = [per_seed[0, "losia"], per_seed[1, "losia"]]
     b = [per_seed[0, "lora"], per_seed[1, "lora"]]
     reference = stats.ttest_rel(a, b)
-    row = re.search(r"^\| LoSiA − LoRA: BWT \(log-lik\) \| (\S+) \|.*\| (-?\d+\.\d\d) \| (\S+) \| 2 \|", report, re.M)
+    row = re.search(r"^\| LoSiA − LoRA: BWT \(log-lik\) \| (\S+) \|.*\| (-?\d+\.\d\d) \| ([^|]+) \| ([^|]+) \| 2 \|",
+                    report, re.M)
     assert row, report
-    mean, t, p = row.groups()
+    mean, t, p, p_adj = (g.strip() for g in row.groups())
+    assert float(p_adj.lstrip("< ")) >= float(p.lstrip("< "))  # Holm never lowers a p-value
     assert float(mean.replace("\u2212", "-")) == pytest.approx(sum(a) / 2 - sum(b) / 2, abs=5e-4)
     assert float(t) == pytest.approx(float(reference.statistic), abs=5e-3)
-    assert p == (f"{reference.pvalue:.2f}" if reference.pvalue >= 0.01 else f"{reference.pvalue:.3f}")
+    assert p == fmt_p(float(reference.pvalue))
     # and the numbers behind it, at full precision
     groups = ReportRuns.of(load_runs([out])).groups
     xs, ys = paired_values(groups["losia"], groups["lora"], "loglik_bwt")

@@ -118,7 +118,8 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     for method in ("losia", "lora"):
         a = json.loads((tmp_path / "ref" / method / "results.json").read_text())
         b = json.loads((tmp_path / "crash" / method / "results.json").read_text())
-        for key in ("scores", "metrics", "losses", "stability", "subnet_overlap", "steps", "trainable_parameters"):
+        for key in ("scores", "metrics", "losses", "stability", "subnet_overlap", "steps", "updating_steps", "lr_mass",
+                    "trainable_parameters"):
             assert a[key] == b[key], (method, key)
     assert "AP" in out and "losia" in out
 

@@ -15,6 +15,7 @@ INITS = ("random", "importance")
 DENSE_PARAMS = ("frozen", "adamw", "adam")
 OUTPUT_SLOTS = ("last", "first")
 SUBNET_ROUNDINGS = ("floor", "int")
+ENVELOPES = ("current", "official")
 
 
 @dataclass
@@ -99,6 +100,14 @@ class LoSiAConfig:
         "re-localization runs at lr 0.",
         False,
     )
+    envelope: str = documented(
+        "'current' (default): a re-localized matrix runs at min(1, (s-r+1)/T) (with ramps_from_zero (s-r)/T) "
+        "times the group's current lr, so any scheduler drives it. 'official': the official code's per-matrix "
+        "schedule, which losia_cl.optim.lr.losia_scheduler applies to each group (needs ramps_from_zero): warm-up "
+        "s/W with W = int(warmup_ratio*N) overriding re-warms, then the ramp (s-r)/T times the cosine frozen at "
+        "progress r/(N-W), the cosine at progress (s-W)/(N-W) otherwise; other schedulers then give no re-warm.",
+        "current",
+    )
     hf_epsilon: bool = documented(
         "False (default): torch's AdamW, eps added to the bias-corrected sqrt(v_hat). True: eps added to the "
         "raw sqrt(v) and the step scaled by sqrt(1-beta2^t)/(1-beta1^t) (Hugging Face's old AdamW, the "
@@ -160,6 +169,11 @@ class LoSiAConfig:
         )
         for name in ("keep_step_count", "ramps_from_zero", "hf_epsilon"):
             _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "True or False")
+        _check(self.envelope in ENVELOPES, "envelope", self.envelope, f"one of {ENVELOPES}")
+        _check(
+            self.envelope != "official" or self.ramps_from_zero, "envelope", self.envelope,
+            "'current' when ramps_from_zero=False (the official schedule ramps from 0)",
+        )
         if self.target_modules is not None:
             _check(
                 len(self.target_modules) > 0 and all(isinstance(t, str) and t for t in self.target_modules),
@@ -172,9 +186,10 @@ class LoSiAConfig:
     def reference(cls, **overrides: Any) -> LoSiAConfig:
         """The official LoSiA code's choices (see docs/fidelity.md), with ``overrides`` on top.
 
-        Adam's step counter kept across re-localizations, ramps from 0, 10% warm-up, the output head
-        in slot 0, subnet sizes int(p*d), non-targets trained by Adam with L2 decay and eps 1e-8,
-        Hugging Face's epsilon, random initial subnets, the async schedule.
+        Adam's step counter kept across re-localizations, ramps from 0, the official learning-rate
+        schedule (``envelope='official'``, applied by :func:`~losia_cl.optim.lr.losia_scheduler`), 10%
+        warm-up, the output head in slot 0, subnet sizes int(p*d), non-targets trained by Adam with L2
+        decay and eps 1e-8, Hugging Face's epsilon, random initial subnets, the async schedule.
         """
         return cls(**{**REFERENCE, **overrides})
 
@@ -204,6 +219,7 @@ class LoSiAConfig:
 REFERENCE: dict[str, Any] = {
     "keep_step_count": True,
     "ramps_from_zero": True,
+    "envelope": "official",
     "warmup_ratio": 0.1,
     "output_slot": "first",
     "subnet_rounding": "int",

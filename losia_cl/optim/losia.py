@@ -6,7 +6,9 @@ has one) and the keys ``slot`` (time slot), ``name``, ``num_rows``, ``num_cols``
 groups are trained densely with AdamW.  :func:`losia_cl.optim.build.build_losia` builds the
 groups from a model.  Every group's ``lr`` is read at every step, so any learning-rate
 scheduler drives LoSiA as it drives AdamW; a re-localized matrix runs at
-``group["lr"] * min(1, (s - r + 1) / T)`` (its re-warm ramp).
+``group["lr"] * min(1, (s - r + 1) / T)`` (its re-warm ramp), or, with ``envelope='official'``, at
+``group["lr"]`` set per group by :func:`losia_cl.optim.lr.losia_scheduler` (the official schedule,
+its ramp included).
 
 Per-parameter state holds tensors only:
 
@@ -231,12 +233,36 @@ class LoSiA(torch.optim.Optimizer):
         return total
 
     def learning_rate(self, group: dict[str, Any], step: int | None = None) -> float:
-        """Learning rate of ``group`` at ``step`` (default: the next step): ``group["lr"]`` times the re-warm factor."""
+        """Learning rate of ``group`` at ``step`` (default: the next step): ``group["lr"]`` times the re-warm factor.
+
+        With ``envelope='official'`` the scheduler sets each target group's ``lr`` with its re-warm
+        included (:func:`~losia_cl.optim.lr.losia_scheduler`): ``group["lr"]`` as it is.
+        """
         step = self.global_step if step is None else step
-        if not group["losia"]:
+        if not group["losia"] or self.config.envelope == "official":
             return group["lr"]
         last = int(self.state[group["params"][0]]["last_relocalization"])
         return group["lr"] * rewarm_factor(step, last, self.config.period, self.config.ramps_from_zero)
+
+    def applied_lr(self, step: int | None = None) -> float:
+        """Mean learning rate that ``step`` (default: the next step) applies, weighted by updated entries.
+
+        Each target matrix counts its subnet entries (and bias rows) at :meth:`learning_rate`, each dense
+        group its entries at its ``lr``; while the initial subnets are being scored no target is updated
+        (its entries count at 0).  The sum over a task's steps is its learning-rate mass.
+        """
+        step = self.global_step if step is None else step
+        scoring = self.schedule.in_scoring_phase(step)
+        weighted = entries = 0.0
+        for group in self.param_groups:
+            if group["losia"]:
+                n = group["num_rows"] * group["num_cols"] + (group["num_rows"] if len(group["params"]) == 2 else 0)
+                lr = 0.0 if scoring else self.learning_rate(group, step)
+            else:
+                n, lr = sum(p.numel() for p in group["params"]), group["lr"]
+            weighted += n * lr
+            entries += n
+        return weighted / entries if entries else 0.0
 
     # ------------------------------------------------------------------ stepping
     @torch.no_grad()

@@ -45,6 +45,48 @@ def rewarm_factor(step: int, last_relocalization: int, period: int, from_zero: b
     return min(1.0, (step - last_relocalization + (0 if from_zero else 1)) / period)
 
 
+def official_warmup_steps(total_steps: int, warmup_ratio: float) -> int:
+    """Warm-up length of the official code: ``int(total_steps * warmup_ratio)`` (truncated, not rounded)."""
+    return int(total_steps * warmup_ratio)
+
+
+def official_lr_factor(
+    step: int,
+    last_relocalization: int | None,
+    total_steps: int,
+    period: int,
+    warmup_ratio: float,
+    min_lr_ratio: float,
+) -> float:
+    """Learning-rate factor of the official LoSiA code at ``step`` (``LoSiAConfig.envelope='official'``).
+
+    With ``N = total_steps``, ``W = int(warmup_ratio * N)``, ``T = period`` and
+    ``C(x) = min_lr_ratio + (1 - min_lr_ratio) * (1 + cos(pi * x)) / 2``:
+
+    * ``step < W``: ``step / W``; the first warm-up overrides any re-warm;
+    * a target matrix whose last re-localization was at boundary ``r`` (``r = 0`` before its first,
+      ``last_relocalization < 0``), when ``step - r < T``: ``(step - r) / T * C(r / (N - W))``, the ramp
+      times the cosine frozen at the re-localization's progress ``r / (N - W)``;
+    * otherwise ``C((step - W) / (N - W))``.
+
+    ``last_relocalization=None`` is a parameter that never re-localizes (the official dense Adam
+    groups): warm-up and cosine only.
+    """
+    warmup = official_warmup_steps(total_steps, warmup_ratio)
+    if step < warmup:
+        return step / warmup
+    span = max(1, total_steps - warmup)
+    if last_relocalization is not None:
+        restart = max(0, last_relocalization)
+        if step - restart < period:
+            return (step - restart) / period * _cosine(restart / span, min_lr_ratio)
+    return _cosine((step - warmup) / span, min_lr_ratio)
+
+
+def _cosine(progress: float, min_lr_ratio: float) -> float:
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 @dataclass(frozen=True)
 class SlotSchedule:
     """Which slots record importance at a step, and which re-localize at a boundary.

@@ -26,7 +26,8 @@ SCORE_FORMULAS = [
      "how much training the earlier tasks helped a task before it was trained, against the base model. "
      "Higher is better."),
     ("forgetting (F)", "F = 1/(T−1) Σ_{j=1..T−1} max_{j ≤ l < T} (S[l, j] − S[T, j])",
-     "mean drop from each task's best earlier score to its final score (Chaudhry et al. 2018). Lower is better."),
+     "mean drop from each task's best earlier score to its final score (Chaudhry et al. 2018, \"Riemannian Walk "
+     "for Incremental Learning\", ECCV). Lower is better."),
     ("learning accuracy (LA)", "LA = (1/T) Σ_{j=1..T} S[j, j]",
      "mean score of each task right after training it (plasticity). Higher is better."),
     ("identity", "AP = LA + (T−1)/T · BWT",
@@ -42,8 +43,12 @@ SCORE_FORMULAS = [
 STAT_FORMULAS = [
     ("mean ± 95% CI", "x̄ ± t_{0.975, n−1} · s / √n",
      "over n seeds, s = sample standard deviation (n − 1 in the denominator), t = Student t quantile."),
-    ("Welch t-test", "t = (x̄₁ − x̄₂) / √(s₁²/n₁ + s₂²/n₂), df = (s₁²/n₁ + s₂²/n₂)² / Σ (sᵢ²/nᵢ)² / (nᵢ − 1)",
-     "two-sided test of the best method against each other one; p ≥ 0.05 is reported as not significant (†)."),
+    ("paired t-test, Holm", "t = d̄ / (s_d / √n), d_k = a_k − b_k per seed; p_adj by Holm over all paired tests",
+     "the seeds pair up (same model, data and order in a seed); † = the difference to the column's best is not "
+     "significant after Holm's correction (p_adj ≥ 0.05). See Paired differences."),
+    ("(floor), (ceiling)", "every input score of the metric at the scale's bound in every seed",
+     "e.g. FWT = 0 when the exact-match scores before training are 0 for the base model and after the earlier "
+     "tasks alike: the scale cannot show transfer there. Such cells are never marked best."),
 ]
 
 

@@ -72,7 +72,7 @@ def table_html(table: Table) -> str:
                 attrs += f' title="{escape(cell.title)}"'
             text = escape(cell.text)
             if cell.not_significant:
-                text += f'<span class="ns" title="not significantly different from the best">{NS_MARK}</span>'
+                text += f'<span class="ns" title="not significantly different from the best (paired t-test, Holm-adjusted)">{NS_MARK}</span>'
             parts.append(f"<td{attrs}>{text}</td>")
         lines.append("<tr>" + "".join(parts) + "</tr>")
     lines.append("</tbody></table>")

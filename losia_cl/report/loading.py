@@ -57,6 +57,8 @@ class MethodResult:
     peak_memory_bytes: int
     seed: int | None
     steps: dict[str, int] = field(default_factory=dict)
+    updating_steps: dict[str, int] = field(default_factory=dict)
+    lr_mass: dict[str, float] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     loglik_scores: np.ndarray | None = None
@@ -165,6 +167,8 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
         peak_memory_bytes=data.peak_memory_bytes,
         seed=data.seed,
         steps=dict(data.steps),
+        updating_steps=dict(data.updating_steps),
+        lr_mass=dict(data.lr_mass),
         losses={t: [float("nan") if v is None else v for v in values] for t, values in data.losses.items()},
         options=dict(data.method_options),
         loglik_scores=None if data.loglik_scores is None else np.asarray(data.loglik_scores, dtype=np.float64),

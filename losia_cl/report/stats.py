@@ -1,9 +1,10 @@
-r"""Means, 95 % confidence intervals and Welch t-tests over seeds.
+r"""Means and 95 % confidence intervals over seeds.
 
 * mean ± CI: ``x̄ ± t_{0.975, n−1} · s / √n`` with ``s`` the sample standard
-  deviation (``ddof = 1``) — :func:`summarize`;
-* Welch's t-test of two methods: ``t = (x̄₁ − x̄₂) / √(s₁²/n₁ + s₂²/n₂)`` with
-  the Welch–Satterthwaite degrees of freedom, two-sided — :func:`welch_p`.
+  deviation (``ddof = 1``) — :func:`summarize`.
+
+Methods are compared by paired tests on the per-seed differences (:mod:`.significance`), not by tests that
+treat the seeds of two methods as independent samples.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["CONFIDENCE", "ALPHA", "Stat", "summarize", "welch_p"]
+__all__ = ["CONFIDENCE", "ALPHA", "Stat", "summarize"]
 
 #: confidence level of the intervals.
 CONFIDENCE = 0.95
-#: significance level of the Welch t-tests.
+#: significance level of the tests (family-wise, after Holm's correction).
 ALPHA = 0.05
 
 
@@ -64,20 +65,3 @@ def _t_quantile(q: float, df: int) -> float:
     from scipy import stats
 
     return float(stats.t.ppf(q, df))
-
-
-def welch_p(a: Stat, b: Stat) -> float | None:
-    """Two-sided p-value of Welch's t-test between the seeds of ``a`` and ``b``.
-
-    ``None`` when either has fewer than two values.  When both have zero
-    variance the test is degenerate: ``p = 1`` for equal means, ``0`` otherwise.
-    """
-    if a.n < 2 or b.n < 2:
-        return None
-    assert a.std is not None and b.std is not None and a.mean is not None and b.mean is not None
-    if a.std == 0.0 and b.std == 0.0:
-        return 1.0 if a.mean == b.mean else 0.0
-    from scipy import stats
-
-    p = float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
-    return None if math.isnan(p) else p

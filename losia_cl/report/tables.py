@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from .aggregate import MethodRuns
 from .formatting import fmt_p, fmt_score, fmt_stat
-from .stats import ALPHA, CONFIDENCE, Stat, welch_p
+from .significance import PairedFamily, bound, paired_family
+from .stats import ALPHA, CONFIDENCE, Stat
 
-__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "GRADED_COLUMNS", "RETENTION_COLUMNS", "COST_COLUMNS", "Cell", "Table",
-           "comparison_table", "score_table", "task_table"]
+__all__ = ["Column", "COLUMNS", "CL_COLUMNS", "GRADED_COLUMNS", "RETENTION_COLUMNS", "COST_COLUMNS", "TESTED_COLUMNS",
+           "Cell", "Table", "comparison_table", "report_family", "score_table", "task_table"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ CL_COLUMNS = (
 GRADED_COLUMNS = (
     Column("loglik_bwt", "BWT (log-lik)", True, "score",
            "backward transfer on the mean answer log-likelihood (nats per token)"),
+    Column("loglik_fwt", "FWT (log-lik)", True, "score",
+           "forward transfer on the mean answer log-likelihood (nats per token)"),
     Column("loglik_forgetting", "Forgetting (log-lik)", False, "score",
            "average forgetting on the mean answer log-likelihood (nats per token)"),
 )
@@ -51,9 +54,16 @@ COST_COLUMNS = (
     Column("peak_memory_bytes", "Peak memory", False, "bytes", "peak accelerator (or host) memory"),
 )
 COLUMNS = CL_COLUMNS + GRADED_COLUMNS + RETENTION_COLUMNS + COST_COLUMNS
+#: the columns tested pair by pair over seeds (costs are not: time and memory depend on the machine's load).
+TESTED_COLUMNS = CL_COLUMNS + GRADED_COLUMNS + RETENTION_COLUMNS
 
-#: marker of a cell not significantly different from its column's best.
+#: marker of a cell not significantly different from its column's best (Holm-adjusted paired t-test).
 NS_MARK = "†"
+
+
+def report_family(groups: Mapping[str, MethodRuns]) -> PairedFamily:
+    """The report's family of paired tests: every pair of methods on every tested column, Holm-adjusted."""
+    return paired_family(groups, TESTED_COLUMNS)
 
 
 @dataclass
@@ -87,9 +97,11 @@ def _title(stat: Stat, kind: str, seeds: Sequence[int | None]) -> str:
 
 
 def _column_cells(
-    column: Column, methods: Sequence[str], runs: Mapping[str, MethodRuns], notes: list[str], section: str
+    column: Column, methods: Sequence[str], runs: Mapping[str, MethodRuns], notes: list[str], section: str,
+    family: PairedFamily | None,
 ) -> list[Cell]:
     stats: dict[str, Stat] = {m: runs[m].stat(column.key) for m in methods if m in runs}
+    bounds = {m: bound(runs[m], column.key) for m in stats}
     cells: list[Cell] = []
     for m in methods:
         if m not in runs:
@@ -101,7 +113,10 @@ def _column_cells(
             total = runs[m].results[0].total_parameters
             if total:
                 text = f"{text} ({100.0 * st.mean / total:.2f}%)"
-        cells.append(Cell(text, title=_title(st, column.kind, runs[m].seeds)))
+        at_bound = st.mean is not None and bounds[m] is not None
+        if at_bound:
+            text = f"{text} ({bounds[m]})"
+        cells.append(Cell(text, title=_title(st, column.kind, runs[m].seeds), css="bound" if at_bound else ""))
     defined = {m: s for m, s in stats.items() if s.mean is not None}
     if not defined:
         return cells
@@ -109,29 +124,28 @@ def _column_cells(
     best_value = pick(s.mean for s in defined.values())  # type: ignore[type-var]
     best = [m for m, s in defined.items() if s.mean == best_value]
     for m, cell in zip(methods, cells):
-        if m in best:
+        if m in best and not bounds[m]:  # a value at the scale's bound is not ranked, even when it is the best
             cell.best = True
-    ref = defined[best[0]]
+    if family is None or column not in TESTED_COLUMNS:
+        return cells
     prefix = f"{section}: " if section else ""
+    alike: list[str] = []
     for m, cell in zip(methods, cells):
         if m not in defined or m in best:
             continue
-        other = defined[m]
-        if ref.n < 2 or other.n < 2:
-            if ref.n >= 2 or other.n >= 2:
-                notes.append(
-                    f"{prefix}{column.label}: {best[0]} vs {m} cannot be tested (fewer than 2 seeds for one of them)"
-                )
-            continue
-        p = welch_p(ref, other)
-        if p is None:
-            continue
-        if p >= ALPHA:
+        test = family.get(column.key, best[0], m)
+        if test is None or test.difference.n < 2:
+            notes.append(f"{prefix}{column.label}: {best[0]} vs {m} cannot be tested (fewer than 2 paired seeds)")
+        elif test.p_adjusted is None:
+            if test.difference.mean != 0:
+                notes.append(f"{prefix}{column.label}: {best[0]} vs {m} cannot be tested (the same difference in "
+                             "every seed)")
+        elif test.p_adjusted >= ALPHA:
             cell.not_significant = True
-            notes.append(
-                f"{prefix}{column.label}: the difference between the best, {best[0]}, and {m} is not significant "
-                f"(Welch t-test p = {fmt_p(p)} ≥ {ALPHA}, n = {ref.n} vs {other.n})"
-            )
+            alike.append(f"{m} (p = {fmt_p(test.difference.p)}, p_adj = {fmt_p(test.p_adjusted)})")  # type: ignore[arg-type]
+    if alike:
+        notes.append(f"{prefix}{column.label}: not significantly different from the best, {best[0]}, after Holm: "
+                     + ", ".join(alike))
     return cells
 
 
@@ -142,11 +156,12 @@ def comparison_table(
 ) -> Table:
     """Rows: methods (union, in order of first appearance); one column group per section.
 
-    Best values per column and section are marked (higher is better for
-    AP/BWT/FWT/LA, lower for forgetting, parameters, time and memory).  With
-    several seeds a cell reads ``mean ± half width`` of the 95 % t-interval, and
-    cells whose difference to the best is not significant by Welch's t-test at
-    :data:`ALPHA` are marked and explained in :attr:`Table.notes`.
+    Best values per column and section are marked (higher is better for AP/BWT/FWT/LA, lower for forgetting,
+    parameters, time and memory), except cells whose metric sits at a bound of its scale (marked "(floor)" or
+    "(ceiling)", see :func:`~.significance.bound`), which are never marked best.  With several seeds a cell reads
+    ``mean ± half width`` of the 95 % t-interval, and on the tested columns a cell whose paired difference
+    to the best is not significant after Holm's correction over the section's family of paired tests
+    (:func:`report_family`) is marked :data:`NS_MARK` and explained in :attr:`Table.notes`.
     """
     methods: list[str] = []
     for _, runs in sections:
@@ -158,28 +173,41 @@ def comparison_table(
     per_method: dict[str, list[Cell]] = {m: [] for m in methods}
     header = ["Method"]
     groups: list[tuple[str, int]] = []
+    families: list[PairedFamily] = []
     for label, runs in sections:
+        family = report_family(runs) if any(r.n > 1 for r in runs.values()) else None
+        if family is not None:
+            families.append(family)
         for column in columns:
-            cells = _column_cells(column, methods, runs, notes, label)
+            cells = _column_cells(column, methods, runs, notes, label, family)
             for m, cell in zip(methods, cells):
                 per_method[m].append(cell)
             header.append(column.label)
         groups.append((label, len(columns)))
     max_n = max((r.n for _, runs in sections for r in runs.values()), default=1)
+    floors = any(c.css == "bound" for cells in per_method.values() for c in cells)
+    head: list[str] = []
     if max_n > 1:
-        notes.insert(
-            0,
-            f"Cells read mean ± half width of the {CONFIDENCE:.0%} confidence interval over seeds "
-            "(Student t); bold = best mean in the column; "
-            f"{NS_MARK} = not significantly different from the best (Welch t-test, α = {ALPHA}).",
-        )
+        sizes = ", ".join(str(f.size) for f in families) or "0"
+        head.append(
+            f"Cells read mean ± half width of the {CONFIDENCE:.0%} t-interval over seeds; bold = best mean in the "
+            f"column; {NS_MARK} = not significantly different from the best: paired t-test on the per-seed "
+            f"differences, p-values Holm-adjusted across the {sizes} paired tests of the report (every pair of "
+            f"methods on every column up to the costs; see Paired differences), p_adj ≥ {ALPHA}. Costs are not "
+            "tested.")
         counts = sorted({r.n for _, runs in sections for r in runs.values()})
         if len(counts) > 1:
-            notes.insert(1, "Methods were finished by different numbers of seeds: " + ", ".join(
+            head.append("Methods were finished by different numbers of seeds: " + ", ".join(
                 f"{m} n = {runs[m].n}" for _, runs in sections for m in runs))
     else:
-        notes.insert(0, "Bold = best value in the column (higher is better for AP, BWT, FWT, LA and probe kept; "
-                        "lower for forgetting, probe KL, trainable parameters, time and memory).")
+        head.append("Bold = best value in the column (higher is better for AP, BWT, FWT, LA and probe kept; "
+                    "lower for forgetting, probe KL, trainable parameters, time and memory).")
+    if floors:
+        head.append("(floor) / (ceiling): every score the metric reads is at the bottom (top) of its scale in every "
+                    "seed, e.g. FWT from exact-match scores that are all 0 before and after the earlier tasks; the "
+                    "value shows the scale's limit, not an absence (or perfection) of the effect, and is never "
+                    "marked best.")
+    notes[:0] = head
     if len(sections) == 1 and not sections[0][0]:
         groups = []
     return Table(caption=caption, header=header, rows=[(m, per_method[m]) for m in methods],

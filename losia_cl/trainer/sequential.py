@@ -20,6 +20,7 @@ from torch import nn
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
+from losia_cl.optim.lr import applied_lr
 from losia_cl.progress import progress_bar
 from losia_cl.results import MethodResults
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
@@ -42,6 +43,8 @@ class Progress:
     scores: list[list[float]]
     losses: dict[str, list[float]] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
+    updating_steps: dict[str, int] = field(default_factory=dict)
+    lr_mass: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     peak_memory_bytes: int = 0
@@ -253,6 +256,8 @@ class SequentialTrainer:
         config = self.config
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
+        progress.updating_steps.setdefault(task.name, 0)
+        progress.lr_mass.setdefault(task.name, 0.0)
         model.train()
         bar = progress_bar(total=len(batches), initial=start, enabled=config.progress and self.dist.is_main,
                            leave=False, desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}",
@@ -264,6 +269,7 @@ class SequentialTrainer:
                     batch = collate_for_training([features[i] for i in indices], pad_token_id=pad)
                     return {k: v.to(self.device) for k, v in batch.items()}
 
+                lr = applied_lr(optimizer)  # before the step, which may re-localize and move the schedule
                 if self.parallel is not None:
                     step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
                                                          make_batch, max_grad_norm=config.max_grad_norm)
@@ -273,6 +279,8 @@ class SequentialTrainer:
                 if layout:
                     self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
+                progress.lr_mass[task.name] += lr
+                progress.updating_steps[task.name] += lr > 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
                 done = step + 1
@@ -321,6 +329,8 @@ class SequentialTrainer:
             peak_memory_bytes=progress.peak_memory_bytes,
             seed=self.config.seed,
             steps=progress.steps,
+            updating_steps=progress.updating_steps,
+            lr_mass=progress.lr_mass,
             losses=progress.losses,
             method_record=progress.method_record,
             loglik_scores=progress.loglik_scores,
