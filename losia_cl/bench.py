@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from losia_cl.errors import ConfigError
 from losia_cl.fields import documented
-from losia_cl.help_formatter import DefaultsHelpFormatter
+from losia_cl.help_formatter import CommandParser
 
 logger = logging.getLogger(__name__)
 
@@ -348,10 +348,20 @@ def describe_setting(cfg: BenchConfig) -> str:
             f"load average {load}")
 
 
+def _at_least_one(text: str) -> int:
+    """An integer >= 1 (a thread or process count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: it must be an integer >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's options: one per :class:`BenchConfig` field, plus methods, memory and threads."""
-    parser = argparse.ArgumentParser(prog="losia-cl bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=DefaultsHelpFormatter)
+    parser = CommandParser(prog="losia-cl bench", description=__doc__.split("\n\n")[0])
     for f in fields(BenchConfig):
         parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
                             help=f.metadata["help"])
@@ -361,9 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--references", default=",".join(REFERENCES),
                         help="Comma-separated methods the step times are divided by (a column each).")
     parser.add_argument("--no-memory", action="store_true", help="Skip the per-method memory subprocesses.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="Torch intra-op threads (default: torch's own choice).")
-    parser.add_argument("--nproc", type=int, default=1,
+    parser.add_argument("--threads", type=_at_least_one, default=None,
+                        help="Torch intra-op threads, >= 1 (default: torch's own choice).")
+    parser.add_argument("--nproc", type=_at_least_one, default=1,
                         help="Measure data-parallel steps in this many processes instead: bytes all-reduced per "
                              "step and step time of full, lora, losia, losia-pro (docs/distributed.md).")
     parser.add_argument("--json", action="store_true", help="With --nproc: also print the summary as one JSON line.")

@@ -13,14 +13,12 @@ import os
 import sys
 import warnings
 from dataclasses import fields
-from typing import Any, NoReturn
+from typing import Any
 
 from losia_cl.errors import ConfigError, LosiaError
-from losia_cl.help_formatter import DefaultsHelpFormatter
+from losia_cl.help_formatter import EXIT_USAGE, CommandParser
 
 logger = logging.getLogger("losia_cl")
-
-EXIT_USAGE = 2
 #: Third-party loggers kept at WARNING unless -vv.
 NOISY_LIBRARIES = ("transformers", "datasets", "peft", "urllib3", "filelock", "huggingface_hub", "fsspec")
 
@@ -39,17 +37,13 @@ def _verbosity_options() -> argparse.ArgumentParser:
 _COMMON = _verbosity_options()
 
 
-class _Parser(argparse.ArgumentParser):
-    """Every losia-cl parser: defaults in --help and the -v/-q options (sub-commands inherit both)."""
+class _Parser(CommandParser):
+    """Every losia-cl parser: defaults in --help, one-line usage errors and the -v/-q options (sub-commands inherit
+    all three)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         kwargs.setdefault("parents", [_COMMON])
         super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        """A usage error: one line on stderr, exit code 2, like every user error."""
-        self.exit(EXIT_USAGE, f"losia-cl: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parse_lr(text: str) -> dict[str, float]:
@@ -80,7 +74,7 @@ def _parse_method_option(text: str) -> tuple[str, str, object]:
         raise argparse.ArgumentTypeError(f"--method-option: {text!r} is not METHOD.key=value")
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON (or JSON nested too deeply, numbers too long): text
         value = raw
     return method, key.strip(), value
 
@@ -266,8 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
         root = outcomes[0].out_dir.parent
         sys.stdout.write(f"\nresults: {root}/seed<N>/<method>/results.json (seeds: {root}/seeds.json)\n")
-        _write_report(root, config.report)
-        return 0
+        return _write_report(root, config.report)
     if seeds:
         config = RunConfig(**{**_run_options(args), "seed": seeds[0]})
     outcome = run_experiment(config, command=command)
@@ -275,20 +268,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
-    _write_report(outcome.out_dir, config.report)
-    return 0
+    return _write_report(outcome.out_dir, config.report)
 
 
-def _write_report(run_dir: Any, enabled: bool) -> None:
+def _write_report(run_dir: Any, enabled: bool) -> int:
+    """The exit code after the report: 2 with one line when it cannot be written (a full disk, a link leading out of
+    the run folder); an unexpected failure of the report is a warning, the results being safe on disk."""
     if not enabled:
-        return
+        return 0
     try:
         from losia_cl.report import build_report
 
         files = build_report([run_dir])
         sys.stdout.write(f"report:  {files.html}\n")
+    except LosiaError as error:
+        sys.stderr.write(f"losia-cl: error: {error}; the results are kept, write the report with: "
+                         f"losia-cl report {run_dir}\n")
+        return EXIT_USAGE
     except Exception as error:  # the results are safe on disk; the report can be rebuilt
         logger.warning("the report could not be written (%s); rebuild it with: losia-cl report %s", error, run_dir)
+    return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -409,6 +408,10 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a worker of torchrun: die with its agent, never run on orphaned
+        from losia_cl.distributed.lifeline import bind_torchrun_worker
+
+        bind_torchrun_worker()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+"""Atomic file writes (a temporary file in the same folder, fsync, then rename), kept inside a folder, and
+reads that never block.
 
 A reader (or a crash, or a full disk) sees either the old file or the whole
 new one, never a truncated file.  :func:`atomic_write_files` writes several
@@ -7,6 +8,12 @@ so a failure while writing leaves all the old files as they were.
 :class:`DeferredSync` does the fsync and the rename on a background thread, in submission order:
 a large file (a checkpoint) costs the caller only the copy into the page cache while the disk
 catches up, and until its rename readers still see the previous file.
+
+Every writer takes ``root``: the folder the file must stay in.  Right before a folder is created, the
+temporary file is opened and it is renamed into place, the folder's real path (every symbolic link
+resolved at that moment) is compared with ``root``'s, so a link planted in a run folder can never send
+a write elsewhere.  :func:`open_regular` opens a file for reading without blocking and refuses
+anything but a regular file (a FIFO or a device in place of a file would block a reader forever).
 
 Torch-free: the trainer and the report both use it.
 """
@@ -17,14 +24,15 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from losia_cl.errors import WriteError
+from losia_cl.errors import ConfigError, DataError, WriteError
 
 __all__ = ["DeferredSync", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_write_files", "write_error"]
+           "atomic_write_files", "check_within", "is_within", "open_regular", "write_error"]
 
 #: bytes handed to one ``write`` call.
 _CHUNK = 1 << 20
@@ -40,6 +48,62 @@ def _temp_beside(path: Path) -> tuple[int, Path]:
             continue
 
 
+def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` lies inside ``root`` once every symbolic link of both is resolved (as it is now)."""
+    base = os.path.realpath(root)
+    return os.path.commonpath([base, os.path.realpath(path)]) == base
+
+
+def check_within(path: Path, root: str | os.PathLike[str] | None) -> None:
+    """Refuse to write ``path`` unless its folder, with every symbolic link resolved now, lies inside ``root``.
+
+    Raises :class:`ConfigError` naming where the path leads; ``root`` ``None`` checks nothing.
+    """
+    if root is not None and not is_within(path.parent, root):
+        raise ConfigError(f"refusing to write {path}: a symbolic link leads it to "
+                          f"{Path(os.path.realpath(path.parent)) / path.name}, outside {os.path.realpath(root)}; "
+                          "remove the link")
+
+
+def _make_folder(path: Path, root: str | os.PathLike[str] | None) -> list[Path]:
+    """Create the missing folders above ``path`` inside ``root``; the ones created, outermost first."""
+    check_within(path, root)
+    missing = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    check_within(path, root)
+    return list(reversed(missing))
+
+
+def _replace(tmp: Path, path: Path, root: str | os.PathLike[str] | None) -> None:
+    check_within(path, root)
+    os.replace(tmp, path)
+
+
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """``path`` opened for binary reading; :class:`DataError` if it is not a regular file (checked on the open file).
+
+    The open does not wait for a writer (``O_NONBLOCK``), so a FIFO or a device in place of a file is
+    refused at once instead of blocking the reader forever.  ``OSError`` (a missing file) passes through.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+                "a device or socket"
+            raise DataError(f"{path}: not a regular file ({kind}); refusing to read it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return open(fd, "rb")  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _fill(fd: int, write: Callable[[IO[bytes]], None], sync: bool = True) -> None:
     with os.fdopen(fd, "wb") as handle:
         write(handle)
@@ -48,19 +112,21 @@ def _fill(fd: int, write: Callable[[IO[bytes]], None], sync: bool = True) -> Non
             os.fsync(handle.fileno())
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+                 root: str | os.PathLike[str] | None = None) -> Path:
     """Write ``path`` through ``write(file)`` so that readers see the old file or the whole new one.
 
     An ``OSError`` (a full disk, a missing permission) removes the temporary file and raises
-    :class:`~losia_cl.errors.WriteError` naming ``path`` and the free space.
+    :class:`~losia_cl.errors.WriteError` naming ``path`` and the free space.  With ``root`` the file
+    must stay inside that folder (:func:`check_within`, checked when the file is opened and renamed).
     """
     path = Path(path)
     tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path, root)
         fd, tmp = _temp_beside(path)
         _fill(fd, write)
-        os.replace(tmp, path)
+        _replace(tmp, path, root)
     except BaseException as error:
         _discard_and_raise(error, tmp, path)
     return path
@@ -75,11 +141,11 @@ def _discard_and_raise(error: BaseException, tmp: Path | None, path: Path) -> No
     raise error
 
 
-def _sync_and_replace(tmp: Path, path: Path) -> None:
+def _sync_and_replace(tmp: Path, path: Path, root: str | os.PathLike[str] | None) -> None:
     try:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path, root)
     except BaseException as error:
         _discard_and_raise(error, tmp, path)
 
@@ -98,18 +164,19 @@ class DeferredSync:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="losia-cl-sync")
         self._pending: list[Any] = []
 
-    def write(self, path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    def write(self, path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+              root: str | os.PathLike[str] | None = None) -> Path:
         """Write ``path`` through ``write(file)`` now; sync and rename it into place in the background."""
         path = Path(path)
         self._collect(block=False)
         tmp: Path | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(path, root)
             fd, tmp = _temp_beside(path)
             _fill(fd, write, sync=False)
         except BaseException as error:
             _discard_and_raise(error, tmp, path)
-        self._pending.append(self._executor.submit(_sync_and_replace, tmp, path))
+        self._pending.append(self._executor.submit(_sync_and_replace, tmp, path, root))
         return path
 
     def wait(self) -> None:
@@ -137,16 +204,17 @@ def _write_bytes(data: bytes) -> Callable[[IO[bytes]], None]:
     return write
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return atomic_write(path, _write_bytes(data))
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *,
+                       root: str | os.PathLike[str] | None = None) -> Path:
+    return atomic_write(path, _write_bytes(data), root=root)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, root: str | os.PathLike[str] | None = None) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), root=root)
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+def atomic_write_json(path: str | os.PathLike[str], data: Any, *, root: str | os.PathLike[str] | None = None) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", root=root)
 
 
 def write_error(path: Path, error: OSError) -> WriteError:
@@ -167,14 +235,15 @@ def write_error(path: Path, error: OSError) -> WriteError:
     return result
 
 
-def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
+def atomic_write_files(files: Mapping[Path, bytes], *, root: str | os.PathLike[str] | None = None) -> list[Path]:
     """Write every ``path -> bytes`` of ``files``, all complete or none changed as far as the disk decides.
 
     Each file goes to a temporary file beside it first (written and synced);
     only when all of them are complete are they renamed over the targets.  An
     ``OSError`` while writing (a full disk, a missing permission) removes the
     temporary files, leaves every old file untouched and raises
-    :class:`~losia_cl.errors.WriteError` naming the file.
+    :class:`~losia_cl.errors.WriteError` naming the file; so does a path that
+    would leave ``root`` (:func:`check_within`), as a :class:`ConfigError`.
     """
     temps: list[tuple[Path, Path]] = []
     created: list[Path] = []  # folders made here, removed again (when empty) after a failure
@@ -182,13 +251,13 @@ def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
     try:
         for path, data in files.items():
             current = path
-            created.extend(_make_parents(path))
+            created.extend(_make_folder(path, root))
             fd, tmp = _temp_beside(path)
             temps.append((tmp, path))
             _fill(fd, _write_bytes(data))
         for tmp, path in temps:
             current = path
-            os.replace(tmp, path)
+            _replace(tmp, path, root)
     except BaseException as error:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
@@ -202,13 +271,3 @@ def atomic_write_files(files: Mapping[Path, bytes]) -> list[Path]:
         raise
     return [path for _, path in temps]
 
-
-def _make_parents(path: Path) -> list[Path]:
-    """Create the missing folders above ``path``; the ones created, outermost first."""
-    missing = []
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return list(reversed(missing))

@@ -1,8 +1,13 @@
-"""The ``--help`` layout of every losia-cl command: each option's default is shown after its help."""
+"""The ``--help`` layout of every losia-cl command (each option's default is shown after its help) and its usage
+errors (one line on stderr, exit code 2)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, NoReturn
+
+#: The exit code of every user error.
+EXIT_USAGE = 2
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -31,3 +36,15 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         paragraphs = [super(DefaultsHelpFormatter, self)._fill_text(p, width, indent) for p in text.split("\n\n")]
         return "\n\n".join(paragraphs)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A losia-cl command's parser: defaults in ``--help``; a usage error is one line on stderr, exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error: one line on stderr, exit code 2, like every user error."""
+        self.exit(EXIT_USAGE, f"losia-cl: error: {self.prog}: {message} (see {self.prog} --help)\n")

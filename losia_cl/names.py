@@ -18,6 +18,10 @@ from losia_cl.errors import ConfigError
 
 #: Longest allowed name, in UTF-8 bytes (file names hold at most 255 bytes; prefixes need room).
 MAX_NAME_BYTES = 120
+#: Longest file or folder name losia-cl writes, in UTF-8 bytes: 255 less the room the temporary file of an
+#: atomic write takes around it (``.<name>.<16 hex digits>.tmp``).  A name within :data:`MAX_NAME_BYTES`
+#: fits it with every prefix and suffix added (``stage<N>-<task>.jsonl``).
+MAX_FILE_NAME_BYTES = 255 - len("..0123456789abcdef.tmp")
 
 _SAFE = re.compile(r"[^\W][\w.+\- ]*", re.UNICODE)
 RULE = (
@@ -26,8 +30,8 @@ RULE = (
 )
 
 
-def name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be a file-name component (``None`` when it can)."""
+def name_problem(name: object, max_bytes: int = MAX_NAME_BYTES) -> str | None:
+    """Why ``name`` cannot be a file-name component of at most ``max_bytes`` bytes (``None`` when it can)."""
     if not isinstance(name, str):
         return f"must be a string, got {type(name).__name__}"
     if not name:
@@ -40,8 +44,8 @@ def name_problem(name: object) -> str | None:
         return "contains '..'"
     if _SAFE.fullmatch(name) is None or name != name.rstrip(" ."):
         return "contains characters outside the safe set"
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        return f"is longer than {MAX_NAME_BYTES} bytes"
+    if len(name.encode("utf-8")) > max_bytes:
+        return f"is longer than {max_bytes} bytes"
     return None
 
 

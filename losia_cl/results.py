@@ -22,6 +22,7 @@ from typing import Any
 
 from losia_cl.errors import DataError, brief
 from losia_cl.fields import documented
+from losia_cl.files import open_regular
 
 __all__ = ["RESULTS_FORMAT", "RUN_FORMAT", "METRIC_KEYS", "MethodResults", "RunInfo", "read_json", "read_results",
            "read_run_info", "schema_markdown"]
@@ -61,10 +62,11 @@ def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; a missing, unreadable or malformed file raises :class:`DataError` naming it.
 
     Damaged files (not UTF-8, empty, truncated, nested deeper than the JSON reader goes, integer literals
-    longer than Python converts) are malformed too.
+    longer than Python converts) are malformed too; so is anything but a regular file (a FIFO would block).
     """
     try:
-        raw = path.read_bytes()
+        with open_regular(path) as handle:
+            raw = handle.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
     except OSError as exc:

@@ -503,6 +503,8 @@ class SubnetOverlapTracker:
                         raise DataError(f"subnet overlap state: matrix {name!r} task {task!r} repeats a block")
                     tb.final = final
                     mat.tasks[task] = tb
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"subnet overlap state: missing or malformed field {exc}") from None
+        except DataError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise DataError(f"subnet overlap state: missing or malformed field ({type(exc).__name__}: {exc})") from None
         return tracker

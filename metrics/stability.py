@@ -691,8 +691,10 @@ class StabilityTracker:
                 tracker._prev[name] = _spectrum_from_dict(d, f"previous {name!r}")
             for st in state["stages"]:
                 tracker._stages.append(_Stage(name=str(st["name"]), matrices=dict(st["matrices"])))
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"stability state: missing or malformed field {exc}") from None
+        except DataError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise DataError(f"stability state: missing or malformed field ({type(exc).__name__}: {exc})") from None
         return tracker
 
 

@@ -17,6 +17,7 @@ the record and the field; a bad mapping is a :class:`~losia_cl.errors.ConfigErro
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from .types import Example
 
 #: Keys of a mapping as a manifest (or a single-file stream) spells them.
 MAPPING_KEYS = ("prompt_field", "answer_field", "prompt_template", "answer_template", "labels")
+#: Largest width or precision a template's format spec may ask for (``{text:>999999999}`` would pad every
+#: example to a gigabyte).
+MAX_FORMAT_NUMBER = 1000
 
 
 def template_fields(key: str, template: str) -> tuple[str, ...]:
@@ -37,9 +41,10 @@ def template_fields(key: str, template: str) -> tuple[str, ...]:
     except ValueError as err:
         raise ConfigError(f"{key}: {template!r} is not a valid format string: {err}") from None
     names = []
-    for _text, name, _spec, _conversion in parsed:
+    for _text, name, spec, _conversion in parsed:
         if name is None:
             continue
+        _check_spec(key, template, name, spec or "")
         if not name.isidentifier():
             raise ConfigError(
                 f"{key}: {{{name}}} in {template!r} must name a record field (a plain name: no positional "
@@ -50,6 +55,16 @@ def template_fields(key: str, template: str) -> tuple[str, ...]:
     if not names:
         raise ConfigError(f"{key}: {template!r} uses no record field; write its fields as {{name}}")
     return tuple(names)
+
+
+def _check_spec(key: str, template: str, name: str, spec: str) -> None:
+    """A field's format spec may not nest fields or ask for a width or precision above :data:`MAX_FORMAT_NUMBER`."""
+    if "{" in spec or "}" in spec:
+        raise ConfigError(f"{key}: {{{name}:{spec}}} in {template!r}: a format spec may not hold fields")
+    numbers = re.findall(r"[0-9]+", spec)
+    if any(len(n.lstrip("0")) > len(str(MAX_FORMAT_NUMBER)) or int(n) > MAX_FORMAT_NUMBER for n in numbers):
+        raise ConfigError(f"{key}: {{{name}:{spec}}} in {template!r}: width and precision may be at most "
+                          f"{MAX_FORMAT_NUMBER}")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""Reading data records from JSON, JSON Lines, CSV/TSV and Parquet files, through ``datasets``.
+"""Reading data records from JSON, JSON Lines, CSV/TSV and Parquet files, through ``datasets`` and ``pyarrow``.
 
-Every file goes through ``datasets.load_dataset(kind, data_files=path, streaming=True)`` (local
+JSON and CSV files go through ``datasets.load_dataset(kind, data_files=path, streaming=True)`` (local
 files only: ``datasets`` is held offline while it reads, so no network is touched, and streaming
 writes nothing to its cache), ``kind`` chosen by the extension:
 
 * ``.csv`` / ``.tsv``: ``csv``, every cell read as text (``"007"`` stays ``"007"``, an empty cell is
   ``""``, ``NA`` stays ``"NA"``), a UTF-8 byte-order mark dropped;
-* ``.parquet``: ``parquet``, the file's own column types;
+* ``.parquet``: read by ``pyarrow.parquet`` (which ``datasets`` uses for Parquet too), the file's own
+  column types.  ``pyarrow`` opens the file itself: ``datasets`` would hand it a Python file object,
+  whose buffers ``pyarrow``'s threads may release after the read has returned, and one released
+  while the interpreter shuts down aborts the process ("terminate called without an active
+  exception");
 * anything else (``.json``, ``.jsonl``, TRACE's ``.json`` files holding JSON Lines): ``json``,
   a JSON list of records or one record per line (blank lines skipped).  A field whose values mix
   types (a number here, a string there) is not re-encoded as JSON text, as ``datasets`` would do:
@@ -38,14 +42,14 @@ from .types import Example
 
 logger = logging.getLogger(__name__)
 
-#: ``datasets`` builder per file extension (others: ``json``).
+#: The reader per file extension (others: ``json``).
 FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 #: Extensions of the files that make a one-task stream on their own (``load_stream("data.jsonl")``).
 DATA_SUFFIXES = tuple(FORMATS)
 
 
 def data_format(path: str | os.PathLike[str]) -> str:
-    """The ``datasets`` builder that reads ``path``: ``json``, ``csv`` or ``parquet``."""
+    """How ``path`` is read: ``json``, ``csv`` (the ``datasets`` builders) or ``parquet`` (``pyarrow``)."""
     return FORMATS.get(Path(path).suffix.lower(), "json")
 
 
@@ -116,6 +120,10 @@ def _local_and_quiet() -> Iterator[None]:
 
 
 def _load(path: Path, kind: str) -> list[dict[str, Any]]:
+    if kind == "parquet":  # by path, never through a Python file object (see the module's docstring)
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
     from datasets import load_dataset
 
     options: dict[str, Any] = {}

@@ -1,8 +1,10 @@
 """Data-parallel runs on CPU (gloo): two processes give the one-process results, only rank 0 writes,
-a killed two-process run resumes, and ``losia-cl run --nproc 2`` is the torchrun form."""
+a killed two-process run leaves no process behind and resumes, and ``losia-cl run --nproc 2`` is the
+torchrun form."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,18 +102,57 @@ def test_only_rank_zero_writes(tmp_path):
     assert not (tmp_path / "rank1").exists()
 
 
-def test_killed_nproc_run_resumes_to_the_torchrun_results(tmp_path):
+def _processes_of(run: Path) -> set[int]:
+    """The running processes whose command line names ``run`` (launcher, torchrun, workers); zombies excluded."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_bytes()
+        except OSError:  # ended while we looked
+            continue
+        if str(run).encode() in argv and stat[stat.rindex(b")") + 2:].split()[0] != b"Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="processes are found in /proc; prctl is Linux only")
+def test_killed_nproc_run_leaves_no_process_and_resumes_to_the_torchrun_results(tmp_path):
     reference = _start([*TORCHRUN, "-m", "losia_cl"], tmp_path / "ref")
     crash = tmp_path / "crash"
     killed = _start([sys.executable, "-m", "losia_cl"], crash, "--nproc", "2")
-    # kill -9 the launcher, torchrun and both workers once the first method has finished its first task
-    marker = crash / "losia" / "predictions" / f"stage1-{TASKS[-1]}.jsonl"
-    deadline = time.time() + 600
-    while not marker.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(killed.pid, signal.SIGKILL)
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL
+    survivors: set[int] = set()
+    try:
+        # kill -9 the launcher alone (as an out-of-memory kill does) once the first method has finished its
+        # first task: torchrun dies with it, and each worker with torchrun
+        marker = crash / "losia" / "predictions" / f"stage1-{TASKS[-1]}.jsonl"
+        deadline = time.time() + 600
+        while not marker.exists() and killed.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        started = _processes_of(crash)
+        assert len(started) == 4 and killed.pid in started  # the launcher, torchrun and two workers
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        assert killed.returncode == -signal.SIGKILL
+        deadline = time.time() + 120
+        while (survivors := _processes_of(crash)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not survivors, f"processes of the killed run still running: {sorted(survivors)}"
+        # nothing writes into the run folder any more
+        files = _files(crash)
+        time.sleep(3)
+        assert _files(crash) == files
+    finally:
+        for pid in survivors:  # a failed run of this test leaves nothing behind
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(killed.pid, signal.SIGKILL)
     assert not (crash / "losia" / "results.json").exists()
     assert json.loads((crash / "run.json").read_text())["world_size"] == 2
     # another number of processes is refused before anything starts

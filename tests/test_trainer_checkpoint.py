@@ -127,11 +127,11 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch):
     save = Checkpoint.save
     calls = []
 
-    def save_then_stop(self, folder, sync=None):  # written at once (not in the background): a fixed crash point
+    def save_then_stop(self, folder, sync=None, root=None):  # written at once (not in the background): a fixed crash
         calls.append((self.task_index, self.step))
         if len(calls) == 6:  # task 2, step 2: stop before it reaches the disk (the work since step 1 is lost)
             raise _Interrupted
-        return save(self, folder)
+        return save(self, folder, root=root)
 
     monkeypatch.setattr(Checkpoint, "save", save_then_stop)
     with pytest.raises(_Interrupted):

@@ -5,6 +5,7 @@
 * :mod:`~losia_cl.distributed.reduce` — gradient all-reduce in flat buckets, subnet blocks only;
 * :mod:`~losia_cl.distributed.verify` — ``LOSIA_CL_DEBUG_DDP=1``: verify the ranks stay identical;
 * :mod:`~losia_cl.distributed.launch` — ``losia-cl run --nproc N`` starts ``torchrun``;
+* :mod:`~losia_cl.distributed.lifeline` — workers and ``torchrun`` die with the process that started them;
 * :mod:`~losia_cl.distributed.spawn` — N processes of one function (benchmark, tests).
 """
 

@@ -191,6 +191,9 @@ def distributed_context(backend: str = "auto", device: str = "auto") -> Iterator
         return
     import torch.distributed as dist
 
+    from losia_cl.distributed.lifeline import bind_torchrun_worker
+
+    bind_torchrun_worker()  # under torchrun: die with the agent rather than train on as an orphan
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     rank_device = resolve_rank_device(device, local_rank)
     chosen = resolve_backend(backend, rank_device)

@@ -3,6 +3,9 @@
 The command becomes ``python -m torch.distributed.run --standalone --nproc-per-node N -m losia_cl
 run ...`` (the rendezvous picks a free port).  Each process gets ``OMP_NUM_THREADS`` = CPU cores / N
 unless the variable is set.  Several machines: run ``torchrun`` yourself (docs/distributed.md).
+
+``torchrun`` dies with the launcher (:mod:`~losia_cl.distributed.lifeline`; Linux), and each worker with
+``torchrun``, so killing only the launcher leaves no process of the run behind.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from losia_cl.distributed.lifeline import LAUNCHER_ENV, tie_to_this_process
 from losia_cl.errors import ConfigError
 
 
@@ -38,7 +42,12 @@ def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``losia-cl <argv>`` under torchrun in ``nproc`` processes; returns torchrun's exit code."""
+    """Run ``losia-cl <argv>`` under torchrun in ``nproc`` processes; returns torchrun's exit code.
+
+    torchrun is tied to this process: it gets SIGKILL when this process ends (Linux), and its
+    workers, which find this process's pid in ``LOSIA_CL_LAUNCHER_PID``, die with torchrun.
+    """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return subprocess.call(torchrun_command(nproc, without_nproc(argv)), env=env)
+    env[LAUNCHER_ENV] = str(os.getpid())
+    return subprocess.call(torchrun_command(nproc, without_nproc(argv)), env=env, preexec_fn=tie_to_this_process())

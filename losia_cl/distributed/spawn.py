@@ -16,25 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from losia_cl.distributed.context import DistContext, init_process_group
+from losia_cl.distributed.lifeline import bind
 
 
 def spawn(fn: Callable[..., Any], nproc: int, *args: Any, backend: str = "gloo", threads: int = 1) -> list[Any]:
     """``[fn(ctx_rank0, *args), fn(ctx_rank1, *args), ...]`` computed in ``nproc`` new processes.
 
     ``fn`` must be importable (a module-level function).  An exception in any process is
-    raised here with that process's traceback.
+    raised here with that process's traceback.  The processes die with this one.
     """
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="losia-cl-spawn-") as folder:
-        mp.start_processes(_worker, args=(fn, nproc, folder, backend, threads, args), nprocs=nproc,
+        mp.start_processes(_worker, args=(os.getpid(), fn, nproc, folder, backend, threads, args), nprocs=nproc,
                            start_method="spawn")
         # the results were pickled by this call's own worker processes into a private (mode 0700) folder
         return [pickle.loads((Path(folder) / f"result{rank}.pkl").read_bytes()) for rank in range(nproc)]
 
 
-def _worker(rank: int, fn: Callable[..., Any], nproc: int, folder: str, backend: str, threads: int,
+def _worker(rank: int, parent: int, fn: Callable[..., Any], nproc: int, folder: str, backend: str, threads: int,
             args: tuple[Any, ...]) -> None:
+    bind(parent)  # no orphan keeps the group's file store and its threads alive when the caller is killed
     import torch
     import torch.distributed as dist
 

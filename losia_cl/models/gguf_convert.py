@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from losia_cl.files import open_regular
+
 from .errors import ModelLoadError
 from .options import LoadOptions
 from .pretrained import dtype_kwargs, finalize
@@ -27,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
+#: The first bytes of every GGUF file.
+GGUF_MAGIC = b"GGUF"
 #: transformers' "no limit" value of ``model_max_length`` (anything above means "not set").
 _UNSET_MAX_LENGTH = 10**12
 
@@ -36,6 +40,9 @@ def load_gguf_raw(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
+    with open_regular(path) as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise ModelLoadError(f"{path} does not start with the GGUF magic bytes {GGUF_MAGIC!r}: not a GGUF file")
     start = time.perf_counter()
     logger.info("reading GGUF file %s (%.1f MB) with transformers", path, path.stat().st_size / 1e6)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)

@@ -91,8 +91,7 @@ def load_model(
 
 
 def _builtin_listing() -> str:
-    lines = [f"  {name}: {description}" for name, description in model_names().items()]
-    return "built-in models:\n" + "\n".join(lines)
+    return f"built-in models: {', '.join(model_names())} (losia-cl models describes them)"
 
 
 def _load_external(spec: str, options: LoadOptions) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
@@ -154,5 +153,6 @@ def _load_local(path: Path, options: LoadOptions) -> tuple[PreTrainedModel, PreT
 
 
 def _failure(spec: str, tried: list[str]) -> ModelLoadError:
-    steps = "\n".join(f"  {i}. {step}" for i, step in enumerate(tried, 1))
-    return ModelLoadError(f"could not load model {spec!r}; tried, in order:\n{steps}\n{_builtin_listing()}")
+    """One line (the CLI's rule for errors): every step tried and why it failed, then the built-in names."""
+    steps = " ".join(f"{i}. {' '.join(step.split()).rstrip(';.')};" for i, step in enumerate(tried, 1))
+    return ModelLoadError(f"could not load model {spec!r}; tried, in order: {steps} {_builtin_listing()}")

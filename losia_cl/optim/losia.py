@@ -503,6 +503,7 @@ class LoSiA(torch.optim.Optimizer):
         for group in self.param_groups:  # keys added since the state dict was written
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        self._check_state_shapes()
         for group in self._target_groups():
             state = self.state[group["params"][0]]
             if "relocalizations" not in state:
@@ -510,6 +511,35 @@ class LoSiA(torch.optim.Optimizer):
                 state["relocalizations"] = torch.tensor(done, dtype=torch.int64)
             self._refresh_complements(group)
             self._notify(group)
+
+    def _check_state_shapes(self) -> None:
+        """Raise :class:`ConfigError` if a loaded state tensor does not have the shape the layout above gives it
+        (a subnet's indices, its moments, the importance EMAs, a bias's and a dense parameter's moments)."""
+        def expect(name: str, key: str, value: Any, shape: tuple[int, ...]) -> None:
+            if torch.is_tensor(value) and tuple(value.shape) != shape:
+                raise ConfigError(f"state {key!r} of {name!r} has shape {tuple(value.shape)}, expected {shape}")
+
+        for group in self.param_groups:
+            name = str(group.get("name"))
+            if not group["losia"]:
+                for param in group["params"]:
+                    for key in ("exp_avg", "exp_avg_sq"):
+                        expect(name, key, self.state[param].get(key), tuple(param.shape))
+                continue
+            weight, block = group["params"][0], (group["num_rows"], group["num_cols"])
+            full = tuple(_oriented(weight, group).shape)
+            state = self.state[weight]
+            for key, size, bound in (("rows", block[0], full[0]), ("cols", block[1], full[1])):
+                expect(name, key, state.get(key), (size,))
+                indices = state.get(key)
+                if indices is not None and indices.numel() and not 0 <= int(indices.min()) <= int(indices.max()) < bound:
+                    raise ConfigError(f"state {key!r} of {name!r} holds indices outside 0 to {bound - 1}")
+            for key, shape in (("exp_avg", block), ("exp_avg_sq", block), ("importance_avg", full),
+                               ("uncertainty_avg", full)):
+                expect(name, key, state.get(key), shape)
+            for bias in group["params"][1:]:
+                for key in ("exp_avg", "exp_avg_sq"):
+                    expect(name, key, self.state[bias].get(key), block[:1])
 
 
 def _hyper(group: dict[str, Any], lr: float) -> dict[str, Any]:

@@ -101,12 +101,14 @@ def resolve_out(out: str | Path | None, default: Path) -> Path:
     return out
 
 
-def write_report(doc: Document, out: Path, writer: FigureWriter) -> ReportFiles:
+def write_report(doc: Document, out: Path, writer: FigureWriter, root: Path | None = None) -> ReportFiles:
     """Write ``doc`` as ``out`` (HTML) and ``out`` with suffix ``.md`` (Markdown), and the figures beside them.
 
     All files are written to temporary files first and renamed into place when
     all are complete; an ``OSError`` raises :class:`~losia_cl.errors.WriteError`
-    naming the file, with every earlier file left as it was.
+    naming the file, with every earlier file left as it was.  With ``root`` every
+    file must stay inside that folder (a symbolic link leading elsewhere is refused
+    when the files are opened).
     """
     from .html import render_html
     from .markdown import render_markdown
@@ -116,7 +118,7 @@ def write_report(doc: Document, out: Path, writer: FigureWriter) -> ReportFiles:
     for fig in writer.figures:
         contents[fig.png] = fig.png_bytes
         contents[fig.svg] = fig.svg_bytes
-    atomic_write_files(contents)
+    atomic_write_files(contents, root=root)
     files = ReportFiles(
         html=out,
         markdown=md,

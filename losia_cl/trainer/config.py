@@ -10,9 +10,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from losia_cl.errors import ConfigError
+from losia_cl.errors import ConfigError, brief
 from losia_cl.fields import documented
-from losia_cl.names import check_name, name_problem
+from losia_cl.names import check_name, check_unique, name_problem
 from losia_cl.streams.own_data import default_task_name, is_data_file_path
 from losia_cl.streams.types import Stream
 from losia_cl.trainer.plan import BatchPlan
@@ -51,6 +51,13 @@ def _number_in(value: object, low: float, high: float) -> bool:
             and low <= value <= high)
 
 
+def _check_lr(value: object, what: str) -> None:
+    """A learning rate from any source (``lr``, ``method_options``, a tune file) must lie in (0, MAX_LR]."""
+    if not _number_in(value, 0.0, MAX_LR) or value == 0:
+        raise ConfigError(f"{what}={brief(value)} is invalid: it must be a number > 0 and <= {MAX_LR:g} "
+                          "(a learning rate)")
+
+
 def stream_label(stream: str | Stream) -> str:
     """The stream's name in run-directory names: a Stream's name, a file's stem, or the stream name."""
     if isinstance(stream, Stream):
@@ -69,7 +76,9 @@ class RunConfig:
         "object.", "demo")
     data_dir: str | None = documented("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
     tasks: tuple[str, ...] | None = documented("Subset and order of the stream's tasks (default: all).", None)
-    methods: tuple[str, ...] = documented("Methods to compare, run one after the other.", ("losia", "lora", "full"))
+    methods: tuple[str, ...] = documented(
+        "Methods to compare, run one after the other (names are case-insensitive: each method once).",
+        ("losia", "lora", "full"))
     model: str = documented("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
     out: str | None = documented("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
     seed: int = documented("Seed of data order, initialisation and subnets.", 0)
@@ -102,6 +111,12 @@ class RunConfig:
     report: bool = documented("Write the HTML report at the end.", True)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.lr or {}, dict):
+            raise ConfigError(f"lr = {self.lr!r:.60} is invalid: it must be a table of METHOD = NUMBER")
+        if not isinstance(self.method_options or {}, dict) or not all(
+                isinstance(v, dict) for v in (self.method_options or {}).values()):
+            raise ConfigError(f"method_options = {self.method_options!r:.60} is invalid: it must be a table of "
+                              "tables, {METHOD: {OPTION: VALUE}}")
         self.lr = dict(self.lr or {})
         self.method_options = {k: dict(v) for k, v in (self.method_options or {}).items()}
         if isinstance(self.methods, str):
@@ -121,8 +136,7 @@ class RunConfig:
         for name in self.methods:
             METHODS.get(name)  # UnknownNameError lists the known methods
             check_name("method", name)
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods: {list(self.methods)} names a method twice")
+        check_unique("method", self.methods, where="methods")  # twice, or FULL beside full (the same method)
         for key, given in (("lr", self.lr), ("method_options", self.method_options)):
             for name in given:
                 if name not in self.methods:
@@ -139,8 +153,10 @@ class RunConfig:
             raise ConfigError(f"max_grad_norm = {self.max_grad_norm!r} is invalid: it must be a number from 0 to "
                               f"{MAX_GRAD_NORM:g} (0 or None: no clipping)")
         for name, value in self.lr.items():
-            if not _number_in(value, 0.0, MAX_LR) or value == 0:
-                raise ConfigError(f"lr: {name}={value!r} is invalid: it must be a number > 0 and <= {MAX_LR:g}")
+            _check_lr(value, f"lr: {name}")
+        for name, options in self.method_options.items():
+            if "lr" in options:
+                _check_lr(options["lr"], f"method_options: {name}.lr")
         for key in ("chat_template", "resume", "progress", "report", "retention"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
@@ -149,7 +165,11 @@ class RunConfig:
             from losia_cl.tune.sources import check_tune_matches
 
             stream = stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream
-            check_tune_matches(read_tune_file(self.lr_from), self.lr_from, stream=stream, model=self.model)
+            tuned = read_tune_file(self.lr_from)
+            check_tune_matches(tuned, self.lr_from, stream=stream, model=self.model)
+            for name, value in tuned["chosen"].items():
+                if name in self.methods:
+                    _check_lr(value, f"--lr-from {self.lr_from}: chosen {name}")
         from losia_cl.distributed.context import BACKENDS
 
         if self.dist_backend not in BACKENDS:
@@ -180,6 +200,10 @@ class RunConfig:
         """The per-task training budget and data order of this run."""
         return BatchPlan(epochs=self.epochs, batch_size=self.batch_size, grad_accum=self.grad_accum,
                          max_steps=self.max_steps, shuffle=self.shuffle, seed=self.seed)
+
+    def steps_per_task(self, stream: Stream) -> list[int]:
+        """The optimizer steps of every task of ``stream`` under this run's batch plan."""
+        return [self.batch_plan.num_steps(len(task.train)) for task in stream]
 
     @property
     def out_dir(self) -> Path:

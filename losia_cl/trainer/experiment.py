@@ -8,6 +8,7 @@ import logging
 import math
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +24,8 @@ from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
 from losia_cl.trainer.run_folder import RUN_FILE, RunLock, check_out_folder
-from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
+from losia_cl.trainer.checkpoint import Checkpoint
+from losia_cl.trainer.sequential import Progress, SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,19 @@ def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: P
         raise ConfigError(f"--resume: {run_file} was started with other settings ({details})")
 
 
+def _check_same_rates(stored: RunInfo, config: RunConfig, run_file: Path) -> None:
+    """--resume must train with the learning rates run.json records (a tune file may have changed since)."""
+    if not stored.learning_rates:  # written by a version that did not record them
+        return
+    now = config.learning_rates()
+    for method, rate in now.items():
+        recorded = stored.learning_rates.get(method, {}).get("lr")
+        if recorded is not None and recorded != rate.lr:
+            where = f" (from {rate.file})" if rate.file else f" ({rate.source})"
+            raise ConfigError(f"--resume: {run_file} records the learning rate {recorded:g} for {method}, this "
+                              f"run would use {rate.lr:g}{where}; restore the file or start a new run")
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("losia-cl", "torch", "transformers", "peft", "datasets", "numpy", "scipy"):
@@ -110,7 +125,7 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
-def _check_budget(config: RunConfig, stream: Stream) -> None:
+def check_budget(config: RunConfig, stream: Stream) -> None:
     """Refuse a task whose training would ask for more than :data:`MAX_MICRO_BATCHES` micro-batches."""
     for task in stream:
         micro = config.epochs * math.ceil(len(task.train) / config.batch_size)
@@ -140,17 +155,31 @@ def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
     return scores
 
 
+def _check_checkpoints(config: RunConfig, stream: Stream) -> None:
+    """A resumption refuses an unusable checkpoint before it writes anything (each trainer checks its own again)."""
+    steps = config.steps_per_task(stream)
+    for name in config.methods:
+        folder = inside(config.out_dir, name)
+        if (folder / "results.json").exists():
+            continue
+        checkpoint = Checkpoint.load(folder, mmap=True)  # the tensors are not read, only mapped
+        if checkpoint is not None:
+            checkpoint.progress_as(Progress, folder, steps)
+
+
 def check_run_folder(config: RunConfig, world_size: int) -> RunInfo | None:
     """The stored run.json when resuming (None for a new run), after checking the folder may be used.
 
     ``--out`` must be new, empty or a losia-cl run folder (:func:`check_out_folder`); ``--resume``
-    refuses other result-changing settings and another number of processes.  Nothing is written.
+    refuses other result-changing settings, other learning rates (a ``--lr-from`` file edited since)
+    and another number of processes.  Nothing is written.
     """
     stored = check_out_folder(config.out_dir, resume=config.resume)
     if stored is None:
         return None
     run_file = config.out_dir / RUN_FILE
     _check_same_run(stored.config or {}, config.to_dict(), run_file)
+    _check_same_rates(stored, config, run_file)
     if stored.world_size != world_size:
         raise ConfigError(f"--resume: {run_file} was trained by {stored.world_size} process(es), this job has "
                           f"{world_size}; resume with --nproc {stored.world_size}")
@@ -164,25 +193,28 @@ class RunOutcome:
     rank: int = 0  #: this process's rank (only rank 0 writes files and prints)
 
 
-def run_experiment(config: RunConfig, command: list[str] | None = None) -> RunOutcome:
+def run_experiment(config: RunConfig, command: list[str] | None = None,
+                   before_first_write: Callable[[], None] | None = None) -> RunOutcome:
     """Run every method of ``config`` on its stream; results under ``config.out_dir``.
 
     Everything is validated before the first byte is written (the config and every method's options,
     the stream and its data, the run folder, the device, the model, which loads here unless an
     earlier start already scored it), so a refused run leaves no trace and its corrected retry just works.
+    ``before_first_write`` runs (in the process that writes) once all that passed, right before it.
+    A resumption that finds every method finished writes nothing.
     Under ``torchrun`` (several processes) the run is data-parallel: see docs/distributed.md.
     """
     from losia_cl.distributed.context import distributed_context
 
     stream = load_run_stream(config)
-    _check_budget(config, stream)
+    check_budget(config, stream)
     resolve_device(config.device)  # a device this machine lacks is refused before anything starts
     with distributed_context(config.dist_backend, config.device) as (dist, device):
-        return _run(config, stream, command, dist, device)
+        return _run(config, stream, command, dist, device, before_first_write)
 
 
 def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: DistContext,
-         device: torch.device) -> RunOutcome:
+         device: torch.device, before_first_write: Callable[[], None] | None) -> RunOutcome:
     from losia_cl.models import load_model
 
     out = config.out_dir
@@ -196,13 +228,9 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         started_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), world_size=dist.world_size,
         learning_rates={m: rate.to_dict() for m, rate in rates.items()},
     )
-    if dist.is_main:
-        logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
-        untuned = [m for m, r in rates.items() if r.source == "default"]
-        if config.lr_from and untuned:
-            logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     if stored is not None:
         run_info.started_at = stored.started_at or run_info.started_at
+        dist.decide(lambda: _check_checkpoints(config, stream))
 
     def loader():
         torch.manual_seed(config.seed)
@@ -216,18 +244,27 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         lock.acquire()
         try:
             check_out_folder(out, resume=config.resume)  # again: another process may have started a run meanwhile
+            if before_first_write is not None:
+                before_first_write()
             remove_stale_temp_files(out)
-            atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
+            if stored is None:  # a resumption keeps the run.json it checked until it has something to add
+                atomic_write_json(inside(out, RUN_FILE), run_info.to_json(), root=out)
         except BaseException:
             lock.release()
             raise
 
     dist.decide(start)
+    if dist.is_main:  # once the run holds its folder: a refused run says one line only
+        logger.info("learning rates: %s", ", ".join(f"{m} {r.lr:g} ({r.source})" for m, r in rates.items()))
+        untuned = [m for m, r in rates.items() if r.source == "default"]
+        if config.lr_from and untuned:
+            logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     try:
         if base_scores is None:
             base_scores = _base_scores(config, stream, base_model, device, dist)
             base_model = None
         results: dict[str, dict[str, Any]] = {}
+        trained = stored is None or not stored.finished_at
         for name in config.methods:
             done = inside(out, name, "results.json")
             finished = dist.decide(lambda: read_results(done).to_json() if config.resume and done.exists() else None)
@@ -236,9 +273,10 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
                 results[name] = finished
                 continue
             results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
+            trained = True
         run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        if dist.is_main:
-            atomic_write_json(inside(out, RUN_FILE), run_info.to_json())
+        if dist.is_main and trained:
+            atomic_write_json(inside(out, RUN_FILE), run_info.to_json(), root=out)
     finally:
         if dist.is_main:
             lock.release()
@@ -252,5 +290,6 @@ def _base_scores(config: RunConfig, stream: Stream, base_model: tuple[Any, Any],
     del base_model
     scores = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0, dist)
     if dist.is_main:
-        atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores})
+        atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores},
+                          root=config.out_dir)
     return scores

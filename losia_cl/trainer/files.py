@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from losia_cl.errors import ConfigError
-from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text
-from losia_cl.names import name_problem
+from losia_cl.files import DeferredSync, atomic_write, atomic_write_json, atomic_write_text, is_within
+from losia_cl.names import MAX_FILE_NAME_BYTES, name_problem
 
 __all__ = ["DeferredSync", "atomic_write", "atomic_write_json", "atomic_write_text", "atomic_torch_save", "inside",
            "remove_stale_temp_files"]
@@ -32,18 +32,18 @@ _TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8,16}\.tmp")
 def inside(root: str | os.PathLike[str], *parts: str) -> Path:
     """``root/part/...``, each part a safe single name, resolved (symlinks followed) inside ``root``.
 
-    Raises :class:`ConfigError` when a part is not a safe name (:mod:`losia_cl.names`) or the
-    resolved path would lie outside ``root``.
+    Raises :class:`ConfigError` when a part is not a safe name (:mod:`losia_cl.names`, up to
+    :data:`~losia_cl.names.MAX_FILE_NAME_BYTES` bytes) or the resolved path would lie outside ``root``.
+    The writers check again when they open the file (their ``root`` argument).
     """
     root = Path(root)
     for part in parts:
-        problem = name_problem(part)
+        problem = name_problem(part, MAX_FILE_NAME_BYTES)
         if problem is not None:
             raise ConfigError(f"refusing to write {part!r} under {root}: the name {problem}")
     path = root.joinpath(*parts)
-    base = root.resolve()
-    if not path.resolve().is_relative_to(base):
-        raise ConfigError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {base}")
+    if not is_within(path, root):
+        raise ConfigError(f"refusing to write {path}: it resolves to {path.resolve()}, outside {root.resolve()}")
     return path
 
 
@@ -65,8 +65,10 @@ class _NotingErrors:
         return getattr(self.handle, name)
 
 
-def atomic_torch_save(path: str | os.PathLike[str], obj: Any, sync: DeferredSync | None = None) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically; with ``sync`` the fsync and rename happen in its background."""
+def atomic_torch_save(path: str | os.PathLike[str], obj: Any, sync: DeferredSync | None = None, *,
+                      root: str | os.PathLike[str] | None = None) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (inside ``root``); with ``sync`` the fsync and rename happen in
+    its background."""
     import torch
 
     def save(handle: IO[bytes]) -> None:
@@ -79,8 +81,8 @@ def atomic_torch_save(path: str | os.PathLike[str], obj: Any, sync: DeferredSync
             raise
 
     if sync is not None:
-        return sync.write(path, save)
-    return atomic_write(path, save)
+        return sync.write(path, save, root=root)
+    return atomic_write(path, save, root=root)
 
 
 def remove_stale_temp_files(root: str | os.PathLike[str]) -> list[Path]:

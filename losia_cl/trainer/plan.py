@@ -42,6 +42,15 @@ class BatchPlan:
     def micro_batches_per_epoch(self, num_examples: int) -> int:
         return math.ceil(num_examples / self.batch_size)
 
+    def num_steps(self, num_examples: int) -> int:
+        """``len(self.steps(num_examples, i))`` for any task ``i``, without drawing the order.
+
+        >>> BatchPlan(epochs=2, batch_size=2, grad_accum=3, max_steps=None).num_steps(5)
+        2
+        """
+        steps = math.ceil(self.epochs * self.micro_batches_per_epoch(num_examples) / self.grad_accum)
+        return min(steps, self.max_steps) if self.max_steps else steps
+
     def steps(self, num_examples: int, task_index: int) -> list[list[list[int]]]:
         """Example indices of every micro-batch (inner lists) of every optimizer step (outer list).
 

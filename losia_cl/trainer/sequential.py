@@ -60,11 +60,11 @@ def _weights(records: list[TargetWeight]) -> dict[str, torch.Tensor]:
     return {r.name: r.weight for r in records}
 
 
-def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation) -> None:
+def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation, root: Path | None = None) -> None:
     import json
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evaluation.predictions)
-    atomic_write_text(inside(folder, "predictions", f"stage{stage}-{evaluation.task}.jsonl"), lines)
+    atomic_write_text(inside(folder, "predictions", f"stage{stage}-{evaluation.task}.jsonl"), lines, root=root)
 
 
 def stage_evaluator(tokenizer: Any, stream: Stream, config: RunConfig) -> Evaluator:
@@ -86,7 +86,7 @@ def evaluate_stage(
                                      desc=f"evaluate {label}", dist=dist)
     if dist.is_main:
         for evaluation in evaluations:
-            write_predictions(folder, stage, evaluation)
+            write_predictions(folder, stage, evaluation, root=config.out_dir)
     row = [evaluation.score for evaluation in evaluations]
     logger.info("%s: %s", label, ", ".join(f"{t.name} {s:.3f}" for t, s in zip(stream, row)))
     stats = evaluator.last_stats
@@ -160,7 +160,7 @@ class SequentialTrainer:
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
             progress=asdict(progress),
-        ).save(self.folder, self._sync)
+        ).save(self.folder, self._sync, root=self.config.out_dir)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
@@ -175,7 +175,7 @@ class SequentialTrainer:
         model, tokenizer = self.load_model()
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         if checkpoint is not None:
-            progress = Progress(**checkpoint.progress)
+            progress = checkpoint.progress_as(Progress, self.folder, config.steps_per_task(self.stream))
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
@@ -340,7 +340,8 @@ class SequentialTrainer:
         self._sync.close()
         if not self.dist.is_main:
             return results
-        atomic_write_text(inside(self.folder, "scores.csv"), _scores_csv(tasks, progress.scores))
-        atomic_write_json(inside(self.folder, "results.json"), results)
+        out = self.config.out_dir
+        atomic_write_text(inside(self.folder, "scores.csv"), _scores_csv(tasks, progress.scores), root=out)
+        atomic_write_json(inside(self.folder, "results.json"), results, root=out)
         inside(self.folder, CHECKPOINT_NAME).unlink(missing_ok=True)
         return results

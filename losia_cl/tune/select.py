@@ -11,7 +11,6 @@ of the (extended) grid, and the notes the rule raised.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.results import read_json
 
 TUNE_FORMAT = "losia_cl.tune/2"
 #: formats ``--lr-from`` reads (the first kept only ``chosen``-compatible keys that are still read).
@@ -115,13 +115,10 @@ def write_tune_file(path: Path, info: dict[str, Any]) -> None:
 def read_tune_file(path: str | Path) -> dict[str, Any]:
     """A finished ``tune.json``, checked: :class:`DataError` names the file and the missing or bad key."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: tune file not found (write one with losia-cl tune)")
-    try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a JSON file ({error})") from None
-    if not isinstance(info, dict) or info.get("format") not in READABLE_FORMATS:
+    info = read_json(path)  # one-line DataError for a damaged file, a FIFO or a folder
+    if info.get("format") not in READABLE_FORMATS:
         raise DataError(f"{path}: key format: expected {TUNE_FORMAT!r} (a file written by losia-cl tune)")
     if "chosen" not in info and info.get("finished_at") is None:
         raise DataError(f"{path}: the tune did not finish (no chosen rates); continue it with losia-cl tune --resume")
