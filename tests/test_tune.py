@@ -131,6 +131,7 @@ def test_tune_scores_eval_never_test_averages_two_seeds_and_reports_overlap_and_
     las = {p.lr: p.la for p in outcome.points["full"]}
     assert las == {1e-6: 0.0, 3e-2: 1.0} and outcome.chosen == {"full": 3e-2}
     assert outcome.edges == {"full": "highest"} and "at the grid's highest edge" in describe(outcome)
+    assert "extensions are off" in outcome.notes["full"][0]
     info = read_tune_file(outcome.path)
     assert info["tune_seeds"] == [0, 1] and info["criterion"] == "eval_learning_accuracy"
     assert [[r["seed"] for r in p["runs"]] for p in info["grid"]["full"]] == [[0, 1], [0, 1]]

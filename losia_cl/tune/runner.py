@@ -204,9 +204,14 @@ def _tune_method(method: str, rates: list[float], point: Callable[[str, float, b
     points.sort(key=lambda p: p.lr)
     notes = list(choice.notes)
     if choice.edge is not None:
-        limit = ("it is the largest rate allowed" if extend(choice.lr, choice.edge) is None
-                 else f"after {used[choice.edge]} extension(s) on that side, the most allowed"
-                 if used[choice.edge] >= max_extensions else "")
+        if extend(choice.lr, choice.edge) is None:
+            limit = "it is the largest rate allowed"
+        elif max_extensions == 0:
+            limit = "extensions are off: --max-extensions 0"
+        elif used[choice.edge] >= max_extensions:
+            limit = f"after {used[choice.edge]} extension(s) on that side, the most allowed"
+        else:
+            limit = ""
         notes.append(f"the chosen learning rate {choice.lr:g} is the grid's {choice.edge}" + (f" ({limit})" if limit
                      else "") + "; a wider grid may find a better one")
     logger.info("tune %s: chose learning rate %g (%s)", method, choice.lr,
