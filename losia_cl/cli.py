@@ -1,4 +1,4 @@
-"""The ``losia-cl`` command line: run, tune, streams, methods, models, report, compare, bench.
+"""The ``losia-cl`` command line: run, tune, eval, streams, methods, models, report, compare, bench.
 
 ``losia-cl`` without a command prints the help on stderr and exits 2 (a command is required);
 ``losia-cl --help`` prints it on stdout and exits 0.  ``-q``/``-v`` work before or after the
@@ -94,6 +94,17 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _add_mapping_options(option: Any, helps: dict[str, str]) -> None:
+    """--prompt-template, --answer-field, --labels: where a single data file's prompt and answer are."""
+    from losia_cl.streams.mapping import unescape_template
+
+    option("prompt_template", type=unescape_template, metavar="TEMPLATE",
+           help=helps["prompt_template"] + " \\n and \\t in it are a newline and a tab; a name without {} is "
+                                          "a field.")
+    option("answer_field", metavar="FIELD")
+    option("labels", metavar="NAME,NAME,...", help=helps["labels"] + " Comma-separated.")
+
+
 def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
     """One option per RunConfig field (``run_only``: also those only ``run`` takes).  Options default to
     SUPPRESS so that the namespace holds exactly what the command line gave (it overrides --config, which
@@ -121,6 +132,7 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
     option("stream", help=helps["stream"] + " Also a .json/.jsonl/.csv/.parquet data file (one task).")
     option("data_dir")
     option("tasks", help=helps["tasks"] + " Comma-separated.")
+    _add_mapping_options(option, helps)
     option("methods", help=helps["methods"] + " Comma-separated.")
     option("model")
     option("out")
@@ -374,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_parser(sub)
     _add_tune_parser(sub)
+    from losia_cl.evaluation.cli import add_cli as add_eval_cli
+
+    add_eval_cli(sub)
     sub.add_parser("streams", help="list the available task streams").set_defaults(func=_cmd_streams)
     methods = sub.add_parser("methods", help="list the training methods (--options: and their options)")
     methods.add_argument("--options", action="store_true", help="also list every method's options")

@@ -193,7 +193,7 @@ def demo_task(spec: DemoTaskSpec, *, num_train: int, num_test: int, seed: int, n
 @register_stream(
     "demo",
     "embedded offline stream (default): 4 rule-based tasks on a 4-item list, "
-    "conflicting answer formats, exact-match accuracy",
+    "one shared answer format (a word of the list), exact-match accuracy",
 )
 def load_demo(
     *,

@@ -34,6 +34,11 @@ MAPPING_KEYS = ("prompt_field", "answer_field", "prompt_template", "answer_templ
 MAX_FORMAT_NUMBER = 1000
 
 
+def unescape_template(text: str) -> str:
+    r"""A template typed on a command line: ``\n``, ``\t`` and ``\\`` become a newline, a tab and a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
 def template_fields(key: str, template: str) -> tuple[str, ...]:
     """The record fields a format string uses, in order; :class:`ConfigError` for a malformed one."""
     try:
@@ -128,13 +133,32 @@ class RecordMapping:
             names.extend(n for n in used if n not in names)
         return tuple(names)
 
-    def check_columns(self, columns: Sequence[str], where: str) -> None:
-        """:class:`DataError` (``where``: the file or dataset) if a field the mapping reads is not a column."""
+    def check_columns(self, columns: Sequence[str], where: str, *, hint: str | None = None) -> None:
+        """:class:`DataError` (``where``: the file or dataset) if a field the mapping reads is not a column;
+        the message lists the columns, then ``hint``."""
         missing = [name for name in self.fields if name not in columns]
         if missing:
             raise DataError(
                 f"{where}: no field {', '.join(map(repr, missing))}; its fields: {', '.join(columns) or '(none)'}"
+                + (f"; {hint}" if hint else "")
             )
+
+    def check_record_fields(self, record: Mapping[str, Any], place: str, *, hint: str | None = None) -> None:
+        """:class:`DataError` naming the first field the mapping reads that ``record`` lacks, the record's
+        fields, then ``hint``."""
+        for name in self.fields:
+            if name not in record:
+                raise DataError(f"{place}: missing field {name!r}; its fields: {', '.join(map(str, record)) or '(none)'}"
+                                + (f"; {hint}" if hint else ""))
+
+    def example_options(self, fields: Sequence[str]) -> tuple[str, str]:
+        """A prompt template and an answer field built from ``fields`` (a record's), for error messages:
+        the answer is the mapping's answer field if the record has it, else its last field; the prompt
+        template uses the first other field."""
+        names = [str(f) for f in fields]
+        answer = self.answer_field if self.answer_field in names else (names[-1] if names else "label")
+        prompt = next((n for n in names if n != answer), "text")
+        return "{" + prompt + "}", answer
 
     def example(self, record: Mapping[str, Any], place: str) -> Example:
         """The example of one record; :class:`DataError` prefixed with ``place`` (file and record) on bad values."""

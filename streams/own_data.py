@@ -1,9 +1,11 @@
 """A task from your own data: one data file, or (helpers of :meth:`Task.from_dataset`) a ``datasets.Dataset``.
 
 ``load_stream("reviews.csv", prompt="Review: {text}\\nSentiment:", answer="label",
-labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``) makes a
-one-task stream of a ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.parquet`` file.  The test
-split is, in this order:
+labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``, with
+``--prompt-template``, ``--answer-field`` and ``--labels`` for those three: :func:`data_file_mapping`)
+makes a one-task stream of a ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.parquet`` file.  A file
+whose first record lacks a field the mapping reads is refused with its fields and those options
+(:func:`data_file_hint`).  The test split is, in this order:
 
 1. the sibling file named like the training file with ``train`` replaced by ``test``
    (``data/train.jsonl`` → ``data/test.jsonl``, ``sst2_train.csv`` → ``sst2_test.csv``), if it exists;
@@ -17,6 +19,7 @@ than bytes, so greedy generation can always reach the end of the longest referen
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -100,10 +103,11 @@ def load_data_file(
     mapping = RecordMapping.from_spec(prompt, answer, labels)
     task_name = name if name is not None else default_task_name(path)
     select_tasks([task_name], tasks, kind="task")
-    train = read_examples(path, mapping)
+    hint = functools.partial(data_file_hint, mapping)
+    train = read_examples(path, mapping, hint=hint)
     test_file = sibling_test_file(path)
     if test_file is not None:
-        test = read_examples(test_file, mapping)
+        test = read_examples(test_file, mapping, hint=hint)
         split_rule = f"test: {test_file}"
     else:
         train, test = hold_out(train, test_fraction, where=str(path))
@@ -116,17 +120,96 @@ def load_data_file(
     return Stream(name=task_name, tasks=(task,), description=f"one task from {path} ({split_rule})")
 
 
-def dataset_examples(dataset: Any, mapping: RecordMapping, where: str) -> tuple[Example, ...]:
-    """The examples of a ``datasets.Dataset`` (its columns checked first) or of any iterable of records."""
+def data_file_hint(mapping: RecordMapping, fields: Sequence[str]) -> str:
+    """How to map a data file's ``fields`` to prompt and answer: the options of ``losia-cl run``/``eval`` and of
+    :func:`load_data_file` (the end of a "missing field" error)."""
+    prompt, answer = mapping.example_options(fields)
+    return (f"say where the prompt and the answer are, e.g. --prompt-template '{prompt}\\nAnswer:' "
+            f"--answer-field {answer} (and --labels NAME,NAME,... for integer labels); from Python "
+            f"load_stream(path, prompt=..., answer=..., labels=...)")
+
+
+#: Keyword of :meth:`Task.from_dataset` that holds a ``DatasetDict`` split's examples.
+DATASET_SPLITS = {"train": ("train",), "test": ("test",), "eval": ("validation", "eval")}
+
+
+def class_label_columns(dataset: Any) -> dict[str, tuple[str, ...]]:
+    """``{column: label names}`` of the ``ClassLabel`` columns of a ``datasets.Dataset`` (``{}`` for other data)."""
+    features = getattr(dataset, "features", None)
+    if not isinstance(features, Mapping):
+        return {}
+    return {str(column): tuple(str(n) for n in feature.names) for column, feature in features.items()
+            if type(feature).__name__ == "ClassLabel" and getattr(feature, "names", None)}
+
+
+#: The mapping options of a single data file on the command line (RunConfig fields) and their flags.
+MAPPING_FLAGS = {"prompt_template": "--prompt-template", "answer_field": "--answer-field", "labels": "--labels"}
+
+
+def data_file_mapping(
+    stream: object,
+    prompt_template: str | None = None,
+    answer_field: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The :func:`load_data_file` options (``prompt``, ``answer``, ``labels``) of the command line's mapping
+    flags; :class:`ConfigError` if a flag is given for a stream that is not one data file, or is malformed."""
+    given = {key: value for key, value in (("prompt_template", prompt_template), ("answer_field", answer_field),
+                                           ("labels", labels)) if value is not None}
+    if not given:
+        return {}
+    if not (isinstance(stream, (str, os.PathLike)) and is_data_file_path(stream)):
+        flags = ", ".join(MAPPING_FLAGS[key] for key in given)
+        shown = getattr(stream, "name", stream)
+        raise ConfigError(
+            f"{flags}: only for a single data file (--stream DATA{'/'.join(DATA_SUFFIXES)}), not stream "
+            f"{shown!r:.80}; a manifest maps each task with its own prompt_template/answer_field/labels keys"
+        )
+    options: dict[str, Any] = {}
+    if prompt_template is not None:
+        options["prompt"] = prompt_template
+    if answer_field is not None:
+        options["answer"] = answer_field
+    if labels is not None:
+        options["labels"] = list(labels)
+    RecordMapping.from_spec(options.get("prompt", "prompt"), options.get("answer", "answer"), options.get("labels"))
+    return options
+
+
+def dataset_examples(
+    dataset: Any, mapping: RecordMapping, where: str, *, class_label_names: bool = True
+) -> tuple[Example, ...]:
+    """The examples of a ``datasets.Dataset`` (its columns checked first) or of any iterable of records.
+
+    A ``ClassLabel`` column the mapping reads gives its label name (``"positive"``, not ``1``), unless
+    ``class_label_names`` is False or ``mapping.labels`` names the answer's labels.
+    """
     columns = getattr(dataset, "column_names", None)
     if isinstance(columns, list):
-        mapping.check_columns(columns, where)
+        mapping.check_columns(columns, where, hint="pass prompt= and answer= (a field name, or a format string "
+                                                   "over the fields when it holds '{')")
     if isinstance(dataset, (str, bytes, Mapping)) or not hasattr(dataset, "__iter__"):
         raise ConfigError(f"{where}: expected a datasets.Dataset or a list of records, got {type(dataset).__name__}")
-    examples = tuple(mapping.example(record, f"{where}: record {i}") for i, record in enumerate(dataset))
+    names = class_label_columns(dataset) if class_label_names else {}
+    names = {column: labels for column, labels in names.items() if column in mapping.fields
+             and not (mapping.labels is not None and column == mapping.answer_field)}
+    records = (_named(record, names) for record in dataset) if names else iter(dataset)
+    examples = tuple(mapping.example(record, f"{where}: record {i}") for i, record in enumerate(records))
     if not examples:
         raise DataError(f"{where}: no examples (empty split)")
     return examples
+
+
+def _named(record: Any, names: dict[str, tuple[str, ...]]) -> Any:
+    """``record`` with each ``ClassLabel`` value replaced by its name (-1, a missing label, stays as it is)."""
+    if not isinstance(record, Mapping):
+        return record
+    out = dict(record)
+    for column, labels in names.items():
+        value = out.get(column)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
+            out[column] = labels[value]
+    return out
 
 
 def build_task(name: str, train: tuple[Example, ...], test: tuple[Example, ...], metric: str,

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +80,25 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def read_examples(path: str | os.PathLike[str], mapping: RecordMapping | None = None) -> tuple[Example, ...]:
-    """All examples of a data file, in file order; ``mapping`` says which fields (default: prompt, answer)."""
+def read_examples(
+    path: str | os.PathLike[str],
+    mapping: RecordMapping | None = None,
+    *,
+    hint: str | Callable[[list[str]], str] | None = None,
+) -> tuple[Example, ...]:
+    """All examples of a data file, in file order; ``mapping`` says which fields (default: prompt, answer).
+
+    When the first record lacks a field the mapping reads, the :class:`DataError` lists the fields it
+    has and ends with ``hint`` (how to say where prompt and answer are, in the caller's terms; a
+    callable gets the record's fields).
+    """
     mapping = mapping or RecordMapping()
     path = Path(path)
     records = read_records(path)
+    first = records[0]
+    if isinstance(first, dict) and any(name not in first for name in mapping.fields):
+        text = hint(list(first)) if callable(hint) else hint
+        mapping.check_record_fields(first, f"{path}: {record_place(path, 0)}", hint=text)
     return tuple(mapping.example(record, f"{path}: {record_place(path, i)}") for i, record in enumerate(records))
 
 

@@ -9,7 +9,7 @@ values, so a stream that exists is a stream that can be trained on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 from losia_cl.errors import DataError, UnknownNameError
@@ -110,36 +110,58 @@ class Task:
         metric: str = "accuracy",
         max_new_tokens: int | None = None,
         test: Any = None,
+        eval: Any = None,  # noqa: A002 - the split's name, as Task.eval
         test_fraction: float = 0.1,
+        class_label_names: bool = True,
     ) -> Task:
-        """A task from a ``datasets.Dataset`` (or a ``DatasetDict`` with ``train``/``test``, or a list of dicts).
+        """A task from a ``datasets.Dataset``, a ``DatasetDict`` or a list of dicts.
 
         ``prompt``/``answer``: a field name, or a format string over the fields when it holds ``{``
         (``prompt="{sentence}\nSentiment:"``); ``labels``: names of integer labels in the answer
-        field.  The test split is ``test`` (same kinds), else the ``DatasetDict``'s ``test``, else a
-        held-out slice of ``test_fraction`` (fixed seed).  ``max_new_tokens`` defaults to the longest
-        training answer in UTF-8 bytes + 1 (at most 512).
+        field.  A ``ClassLabel`` column gives its label names (``"positive"``, not ``1``) unless
+        ``labels`` is given or ``class_label_names=False``.  A ``DatasetDict`` gives its ``train``
+        split, its ``test`` split and its ``validation`` (or ``eval``) split as ``eval``, the split
+        ``losia-cl tune`` scores on; other splits are left out with a warning.  ``test`` and
+        ``eval`` (same kinds as ``dataset``) override those; without a test split, a held-out slice
+        of ``test_fraction`` of the training examples (fixed seed) is the test split.
+        ``max_new_tokens`` defaults to the longest training answer in UTF-8 bytes + 1 (at most 512).
         """
+        import logging
         from collections.abc import Mapping
 
         from .mapping import RecordMapping
-        from .own_data import build_task, dataset_examples
+        from .own_data import DATASET_SPLITS, build_task, dataset_examples
         from .selection import hold_out
 
         mapping = RecordMapping.from_spec(prompt, answer, labels)
         where = f"dataset of task {name!r}"
-        if test is None and isinstance(dataset, Mapping):  # a DatasetDict
+        if isinstance(dataset, Mapping):  # a DatasetDict
             if "train" not in dataset:
                 raise DataError(f"{where}: a DatasetDict needs a 'train' split; it has "
                                 f"{', '.join(map(str, dataset)) or 'none'}")
-            test = dataset["test"] if "test" in dataset else None
+            used = {"train"}
+            for split, given in (("test", test), ("eval", eval)):
+                found = next((key for key in DATASET_SPLITS[split] if key in dataset), None)
+                if found is not None:
+                    used.add(found)
+                    if given is None:
+                        given = dataset[found]
+                test, eval = (given, eval) if split == "test" else (test, given)
+            unused = [str(key) for key in dataset if key not in used]
+            if unused:
+                logging.getLogger(__name__).warning(
+                    "%s: split(s) %s left out (a task uses train, test and validation/eval)", where, ", ".join(unused))
             dataset = dataset["train"]
-        train = dataset_examples(dataset, mapping, where)
+        options = {"class_label_names": class_label_names}
+        train = dataset_examples(dataset, mapping, where, **options)
         if test is None:
             train, held_out = hold_out(train, test_fraction, where=where)
         else:
-            held_out = dataset_examples(test, mapping, f"test {where}")
-        return build_task(name, train, held_out, metric, max_new_tokens, where=where)
+            held_out = dataset_examples(test, mapping, f"test {where}", **options)
+        task = build_task(name, train, held_out, metric, max_new_tokens, where=where)
+        if eval is None:
+            return task
+        return replace(task, eval=dataset_examples(eval, mapping, f"eval {where}", **options))
 
     def split(self, name: str) -> tuple[Example, ...]:
         """The examples of split ``"train"``, ``"test"`` or ``"eval"``."""

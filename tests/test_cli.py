@@ -199,6 +199,6 @@ def test_readme_config_example_is_a_valid_run_file(tmp_path):
     block = re.search(r"`--config run.toml`.*?```toml\n(.*?)\n```", readme, flags=re.S).group(1)
     (tmp_path / "run.toml").write_text(block)
     values = read_run_file(tmp_path / "run.toml")
-    assert values["methods"] == ("losia", "full") and values["shuffle"] is False
+    assert values["methods"] == ("losia", "full") and values["report"] is False
     config = RunConfig(**values)
-    assert config.lr == {"losia": 1e-2, "full": 1e-3} and config.tasks == ("category", "position")
+    assert config.lr == {"losia": 5e-2, "full": 1e-2} and config.tasks == ("position", "check")

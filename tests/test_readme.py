@@ -8,6 +8,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+from doc_blocks import find_block, run_block
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -30,17 +33,15 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_python_example_runs():
-    block = re.search(r"## Python API\n\n```python\n(.*?)\n```", README, flags=re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert "trainable entries" in result.stdout
+    outcome = run_block(find_block("README.md", "## Python API"))
+    assert outcome.error is None, outcome.error
+    assert "trainable entries" in outcome.stdout
 
 
-def test_trainer_example_runs(tmp_path):
-    block = re.search(r"With the Hugging Face `Trainer`.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "trained 4608 entries per step" in result.stdout  # 2 layers x (256 + 128 + 128 + 256 + 3 x 512)
+def test_trainer_example_runs():
+    outcome = run_block(find_block("README.md", "With the Hugging Face `Trainer`"))
+    assert outcome.error is None, outcome.error
+    assert "trained 4608 entries per step" in outcome.stdout  # 2 layers x (256 + 128 + 128 + 256 + 3 x 512)
 
 
 def test_every_config_field_is_documented():
@@ -67,16 +68,31 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert found == listed
 
 
-def test_run_example_learns_and_forgets(tmp_path):
+def test_run_example_learns_and_forgets():
     """The smoke run shows something: for each method a task scores > 0 right after its training, then drops."""
     import json
 
-    block = re.search(r"The whole main job is callable too.*?```python\n(.*?)\n```", README, flags=re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    outcome = run_block(find_block("README.md", "The whole main job is callable too"))
+    assert outcome.error is None, outcome.error
     for method in ("losia", "full"):
-        scores = json.loads((tmp_path / "runs" / "readme-example" / method / "results.json").read_text())["scores"]
+        scores = json.loads((outcome.cwd / "runs" / "readme-example" / method / "results.json").read_text())["scores"]
         diagonal = [scores[i + 1][i] for i in range(len(scores) - 1)]
         assert any(d > 0 for d in diagonal), (method, scores)
         assert any(scores[-1][i] < d for i, d in enumerate(diagonal[:-1])), (method, scores)  # forgotten
-        assert f"{method} {scores}" in result.stdout
+        assert f"{method} {scores}" in outcome.stdout
+
+
+@pytest.mark.slow
+def test_the_toml_example_learns_something(tmp_path):
+    """`losia-cl run --config` on the README's TOML file: every method scores above 0 at the end (AP > 0)."""
+    import json
+
+    from losia_cl.cli import main
+
+    config = tmp_path / "run.toml"
+    config.write_text(find_block("README.md", "`--config run.toml` reads any", lang="toml").text)
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "run"), "--no-retention", "-q"]) == 0
+    for method in ("losia", "full"):
+        results = json.loads((tmp_path / "run" / method / "results.json").read_text())
+        assert results["tasks"] == ["position", "check"]
+        assert results["metrics"]["average_performance"] > 0, (method, results["scores"])

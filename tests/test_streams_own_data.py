@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from doc_blocks import find_block, run_block
 
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.streams import Example, RecordMapping, Stream, Task, load_stream, read_examples, read_records
@@ -254,10 +255,111 @@ def test_documented_layouts_run_through_losia_cl_run(tmp_path, layout, monkeypat
 
 
 @pytest.mark.slow
-def test_python_example_from_the_docs_runs(tmp_path):
-    block = _doc_block("### From Python: `Task.from_dataset`, `Stream` objects", "python")
-    result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("sst2 Example(prompt='Repeat the word.\\n")
-    run = json.loads((tmp_path / "runs" / "from-python" / "run.json").read_text())
+def test_python_example_from_the_docs_runs():
+    outcome = run_block(find_block("docs/streams.md", "### From Python: `Task.from_dataset`, `Stream` objects"))
+    assert outcome.error is None, outcome.error
+    assert outcome.stdout.startswith("sst2 Example(prompt='Repeat the word.\\n")
+    run = json.loads((outcome.cwd / "runs" / "from-python" / "run.json").read_text())
     assert run["stream"] == "mine" and run["config"]["stream"] == "mine" and run["tasks"] == ["sst2", "repeat"]
+
+
+def test_class_label_example_from_the_docs_gives_names_and_the_validation_split():
+    outcome = run_block(find_block("docs/streams.md", "`ClassLabel` column"))
+    assert outcome.error is None, outcome.error
+    assert outcome.stdout == "positive 4 4\n"
+
+
+# ---------------------------------------------------------------- ClassLabel columns, DatasetDict splits, eval=
+def _class_label_dataset(n: int, start: int = 0):
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
+    return Dataset.from_dict({"sentence": [f"s{start + i}" for i in range(n)], "label": [i % 2 for i in range(n)]},
+                             features=features)
+
+
+def test_class_label_columns_give_their_names():
+    train = _class_label_dataset(10)
+    task = Task.from_dataset(train, prompt="{sentence}", answer="label", test=_class_label_dataset(2, 100))
+    assert task.train[:2] == (Example("s0", "negative"), Example("s1", "positive"))
+    assert task.test == (Example("s100", "negative"), Example("s101", "positive"))
+    assert task.max_new_tokens == len("positive") + 1
+    numbers = Task.from_dataset(train, prompt="{sentence}", answer="label", class_label_names=False)
+    assert {e.answer for e in numbers.train} == {"0", "1"}
+    in_prompt = Task.from_dataset(train, prompt="{sentence} is {label}", answer="sentence", test=train)
+    assert in_prompt.train[1] == Example("s1 is positive", "s1")
+    renamed = Task.from_dataset(train, prompt="{sentence}", answer="label", labels=["bad", "good"], test=train)
+    assert renamed.train[:2] == (Example("s0", "bad"), Example("s1", "good"))  # labels= name the answer
+
+
+def test_dataset_dict_validation_is_the_eval_split_and_eval_can_be_given(caplog):
+    from datasets import DatasetDict
+
+    train, validation, test = _class_label_dataset(10), _class_label_dataset(3, 50), _class_label_dataset(2, 100)
+    task = Task.from_dataset(DatasetDict(train=train, validation=validation, test=test), prompt="{sentence}",
+                             answer="label")
+    assert [e.prompt for e in task.eval] == ["s50", "s51", "s52"] and len(task.test) == 2 and len(task.train) == 10
+    assert task.eval[1].answer == "positive"
+    given = Task.from_dataset(DatasetDict(train=train, eval=validation), prompt="{sentence}", answer="label",
+                              eval=test)
+    assert [e.prompt for e in given.eval] == ["s100", "s101"] and len(given.test) == 1  # held out of train
+    assert Task.from_dataset(train, prompt="{sentence}", answer="label").eval == ()
+    with caplog.at_level("WARNING"):
+        Task.from_dataset(DatasetDict(train=train, test=test, unsupervised=test), prompt="{sentence}", answer="label")
+    assert "split(s) unsupervised left out" in caplog.text
+
+
+# ---------------------------------------------------------------- one data file: mapping options on the command line
+def test_a_missing_field_lists_the_fields_and_names_the_options(tmp_path):
+    path = _write(tmp_path / "reviews.jsonl", RECORDS)
+    with pytest.raises(DataError) as info:
+        load_stream(path.as_posix())
+    message = str(info.value)
+    assert message.startswith(f"{path}: record 0 (line 1): missing field 'prompt'; its fields: text, label, code; ")
+    assert "--prompt-template '{text}\\nAnswer:' --answer-field code" in message and "--labels" in message
+    assert "\n" not in message
+    with pytest.raises(DataError, match=r"missing field 'answer'; its fields: text, label, code; .*--answer-field code"):
+        load_stream(path.as_posix(), prompt="{text}")
+
+
+def test_documented_mapping_options_run_one_csv_file(tmp_path, monkeypatch):
+    import shlex
+
+    from losia_cl.cli import main
+
+    block = _doc_block("### One data file, one task", "bash")
+    command = shlex.split(block.replace("\\\n", " ").splitlines()[1])
+    assert command[:2] == ["losia-cl", "run"] and "--prompt-template" in command
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "sst2").mkdir(parents=True)
+    rows = [{"sentence": f"a {'great' if i % 2 else 'dull'} film, take {i}", "label": i % 2} for i in range(12)]
+    _write(tmp_path / "data" / "sst2" / "train.csv", rows)
+    _write(tmp_path / "data" / "sst2" / "test.csv", rows[:2])
+    assert main([*command[1:], "--max-steps", "1", "--max-test-examples", "2", "--no-report", "--no-retention",
+                 "--out", "run", "-q"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "base" / "predictions" / "stage0-sst2.jsonl")
+               .read_text().splitlines()]
+    assert [(r["prompt"], r["reference"]) for r in records] == [
+        ("Sentence: a dull film, take 0\nSentiment:", "negative"), ("Sentence: a great film, take 1\nSentiment:", "positive")]
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert config["prompt_template"] == "Sentence: {sentence}\nSentiment:" and config["labels"] == ["negative", "positive"]
+
+
+def test_mapping_options_are_refused_for_other_streams_and_checked(capsys):
+    from losia_cl.cli import main
+    from losia_cl.trainer import RunConfig
+
+    with pytest.raises(ConfigError, match="--prompt-template, --labels: only for a single data file"):
+        RunConfig(stream="demo", prompt_template="{text}", labels=("a", "b"))
+    with pytest.raises(ConfigError, match="prompt_template"):
+        RunConfig(stream="x.jsonl", prompt_template="{0}")
+    assert RunConfig(stream="x.csv", labels="neg, pos").labels == ("neg", "pos")
+    assert main(["run", "--stream", "demo", "--answer-field", "label"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_command_line_templates_read_escapes():
+    from losia_cl.streams.mapping import unescape_template
+
+    assert unescape_template(r"Q: {q}\nA:\t") == "Q: {q}\nA:\t"
+    assert unescape_template(r"a\\nb \x") == "a\\nb \\x"  # an escaped backslash, an unknown escape kept

@@ -12,13 +12,19 @@
     strategy.score_matrix()   # (T+1) x T, as `losia-cl run` writes it
 
 Importing this package imports Avalanche (``pip install 'losia-cl[avalanche]'``); importing
-``losia_cl`` alone does not.  See ``docs/avalanche.md``.
+``losia_cl`` alone does not.  It holds back two Avalanche warnings a losia-cl user cannot act on, and
+makes Avalanche's stock strategies refuse a LoSiA optimizer with one line pointing to
+:class:`CausalLMStrategy` (:mod:`.stock`).  See ``docs/avalanche.md``.
 """
 
 from __future__ import annotations
 
+from losia_cl.avalanche.stock import guard_stock_strategies, quiet_import
+
 try:
-    import avalanche as _avalanche
+    with quiet_import():
+        import avalanche as _avalanche
+        import avalanche.training  # noqa: F401  (the qpsolvers warning comes from here)
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "losia_cl.avalanche needs avalanche-lib 0.6: pip install 'losia-cl[avalanche]'"
@@ -52,6 +58,8 @@ from losia_cl.avalanche.strategy import (
     IncompatiblePluginError,
     check_plugins,
 )
+
+guard_stock_strategies()
 
 __all__ = [
     "REFUSED_PLUGINS",

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from losia_cl.avalanche.benchmark import collate_text_batch, experience_task
 from losia_cl.avalanche.metrics import default_lm_evaluator
+from losia_cl.avalanche.stock import quiet_known_warnings
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.methods import Method, SubnetMethod, TaskContext, create_method
 from losia_cl.streams.tokenization import IGNORE_INDEX, pad_token_id
@@ -449,7 +450,8 @@ class CausalLMStrategy(SupervisedTemplate):
         self.optimizer, self.scheduler = _placeholder_optimizer(), None
         self.trained_experiences += 1
         self._in_experience = False
-        super()._after_training_exp(**kwargs)
+        with quiet_known_warnings():  # ReplayPlugin calls a storage-policy method Avalanche marks deprecated
+            super()._after_training_exp(**kwargs)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_exp(self, **kwargs: Any) -> None:

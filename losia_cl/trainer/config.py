@@ -13,7 +13,7 @@ from typing import Any
 from losia_cl.errors import ConfigError, brief
 from losia_cl.fields import documented
 from losia_cl.names import check_name, check_unique, name_problem
-from losia_cl.streams.own_data import default_task_name, is_data_file_path
+from losia_cl.streams.own_data import data_file_mapping, default_task_name, is_data_file_path
 from losia_cl.streams.types import Stream
 from losia_cl.trainer.plan import BatchPlan
 
@@ -76,6 +76,12 @@ class RunConfig:
         "object.", "demo")
     data_dir: str | None = documented("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
     tasks: tuple[str, ...] | None = documented("Subset and order of the stream's tasks (default: all).", None)
+    prompt_template: str | None = documented(
+        "A single data file's prompt: a format string over its fields, e.g. 'Review: {text}\\nSentiment:' "
+        "(default: the field 'prompt').", None)
+    answer_field: str | None = documented("A single data file's answer field (default: 'answer').", None)
+    labels: tuple[str, ...] | None = documented(
+        "Names of a single data file's integer labels: answer 0 becomes the first.", None)
     methods: tuple[str, ...] = documented(
         "Methods to compare, run one after the other (names are case-insensitive: each method once).",
         ("losia", "lora", "full"))
@@ -124,6 +130,10 @@ class RunConfig:
         self.methods = tuple(self.methods)
         if isinstance(self.tasks, str):
             self.tasks = tuple(t.strip() for t in self.tasks.split(",") if t.strip())
+        if isinstance(self.labels, str):
+            self.labels = tuple(t.strip() for t in self.labels.split(",") if t.strip())
+        elif isinstance(self.labels, list):
+            self.labels = tuple(self.labels)
         self.validate()
 
     def validate(self) -> None:
@@ -131,6 +141,7 @@ class RunConfig:
 
         if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
             raise ConfigError(f"stream = {self.stream!r:.60} is invalid: give a stream name, a path or a Stream")
+        data_file_mapping(self.stream, self.prompt_template, self.answer_field, self.labels)
         if not self.methods:
             raise ConfigError("methods: give at least one method")
         for name in self.methods:
@@ -222,6 +233,7 @@ class RunConfig:
         out = {"stream": stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream, **out}
         out["methods"] = list(self.methods)
         out["tasks"] = list(self.tasks) if self.tasks else None
+        out["labels"] = list(self.labels) if self.labels else None
         out["out"] = str(self.out_dir)
         return out
 

@@ -20,6 +20,7 @@ from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
 from losia_cl.results import RunInfo, read_results
 from losia_cl.streams import Stream, load_stream, stream_options
+from losia_cl.streams.own_data import data_file_mapping
 from losia_cl.streams.selection import select_tasks
 from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
@@ -59,6 +60,7 @@ def load_run_stream(config: RunConfig) -> Stream:
             options[key] = list(value) if key == "tasks" else value
     if "seed" in accepted:
         options["seed"] = config.seed
+    options.update(data_file_mapping(config.stream, config.prompt_template, config.answer_field, config.labels))
     stream = load_stream(config.stream, **options)
     return _restrict(stream, config, done=accepted)
 
