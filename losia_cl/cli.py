@@ -88,9 +88,9 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds: {text!r} is not a comma-separated list of integers") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
     if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds: {text!r} must list at least one seed, each once")
+        raise argparse.ArgumentTypeError(f"{text!r} must list at least one seed, each once")
     return seeds
 
 
@@ -182,19 +182,31 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
-    from losia_cl.tune.runner import DEFAULT_TUNE_TASKS
+    from losia_cl.tune.grid import MAX_EXTENSIONS
+    from losia_cl.tune.runner import DEFAULT_TUNE_SEEDS, DEFAULT_TUNE_TASKS
+    from losia_cl.tune.select import TOLERANCE
 
     p = sub.add_parser("tune", help="choose each method's learning rate on eval splits (writes tune.json)",
                        description="Train each method over a learning-rate grid through the stream's first "
-                                   "tasks, score on the eval splits (never test), and pick per method the rate "
-                                   "with the highest final AP (ties: the lower rate). Writes OUT/tune.json for "
-                                   "`losia-cl run --lr-from OUT/tune.json`. Takes the options of `run`.")
+                                   "tasks under several seeds, score on the eval splits (never test), and pick per "
+                                   "method the rate with the highest seed-averaged learning accuracy on eval (rates "
+                                   f"within {TOLERANCE:g} of the best: the lowest of them). The grid grows half a "
+                                   "decade beyond an edge while the choice lies there. Writes OUT/tune.json for "
+                                   "`losia-cl run --lr-from OUT/tune.json`. Takes the options of `run` "
+                                   "(docs/fair-comparison.md).")
     _add_run_options(p, run_only=False)
     p.add_argument("--grid", action="append", default=[], metavar="METHOD=LR,LR,...",
-                   help="A method's learning rates (repeat for several methods); default: five values half a "
-                        "decade apart, from a tenth of the method's default learning rate to ten times it.")
+                   help="A method's learning rates, each in (0, 1] (repeat for several methods); default: five "
+                        "values half a decade apart, from a tenth of the method's default learning rate to ten "
+                        "times it.")
     p.add_argument("--tune-tasks", type=int, default=argparse.SUPPRESS,
                    help=f"How many of the stream's first tasks to tune on (default: {DEFAULT_TUNE_TASKS}).")
+    p.add_argument("--tune-seeds", type=_parse_seeds, default=argparse.SUPPRESS,
+                   help="Seeds every grid point is trained under, its scores averaged (e.g. 0,1; default: "
+                        f"{DEFAULT_TUNE_SEEDS} seeds, --seed and the next).")
+    p.add_argument("--max-extensions", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="Rates added beyond each edge of the grid while the chosen rate lies on it, at most N per "
+                        f"side (0: never; default: {MAX_EXTENSIONS}).")
     p.set_defaults(func=_cmd_tune)
 
 
@@ -292,13 +304,15 @@ def _write_report(run_dir: Any, enabled: bool) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from losia_cl.trainer.config import RunConfig
-    from losia_cl.tune.grid import parse_grid
+    from losia_cl.tune.grid import MAX_EXTENSIONS, parse_grid
     from losia_cl.tune.runner import DEFAULT_TUNE_TASKS, describe, run_tune
 
     config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False})
     grid = parse_grid(args.grid, config.methods)
-    tune_tasks = _preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS)
-    outcome = run_tune(config, grid, tune_tasks=tune_tasks, command=["losia-cl", *sys.argv[1:]])
+    outcome = run_tune(config, grid, tune_tasks=_preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS),
+                       tune_seeds=_preset_value(args, "tune", "tune_seeds", None),
+                       max_extensions=_preset_value(args, "tune", "max_extensions", MAX_EXTENSIONS),
+                       command=["losia-cl", *sys.argv[1:]])
     sys.stdout.write("\n" + describe(outcome) + "\n")
     sys.stdout.write(f"\ntune:    {outcome.path}\nnext:    losia-cl run --lr-from {outcome.path} ...\n")
     return 0

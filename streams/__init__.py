@@ -5,8 +5,9 @@
 >>> [(task.name, len(task.train), len(task.test), task.metric) for task in stream][:2]
 [('category', 16, 8, 'accuracy'), ('position', 16, 8, 'accuracy')]
 
-Built-in streams: ``demo`` (embedded, offline; :mod:`.demo`) and ``trace``
-(the TRACE benchmark read from disk; :mod:`.trace`).  A path ending in
+Built-in streams: ``demo`` (embedded, offline; :mod:`.demo`), ``trace``
+(the TRACE benchmark read from disk; :mod:`.trace`) and ``cl-benchmark`` (O-LoRA's
+classification benchmark read from disk; :mod:`.cl_benchmark`).  A path ending in
 ``.toml`` loads a custom stream from a manifest (:mod:`.manifest`); a path
 ending in ``.json``, ``.jsonl``, ``.csv``, ``.tsv`` or ``.parquet`` is a
 one-task stream (:mod:`.own_data`), and :meth:`Task.from_dataset` builds a task
@@ -19,6 +20,7 @@ and only inside its functions).
 
 from __future__ import annotations
 
+from . import cl_benchmark as _cl_benchmark  # noqa: F401  registers "cl-benchmark"
 from . import demo as _demo  # noqa: F401  registers "demo"
 from . import trace as _trace  # noqa: F401  registers "trace"
 from .manifest import load_manifest

@@ -72,7 +72,8 @@ class RunConfig:
     """What ``losia-cl run`` does; every field has one line of help (the CLI's) in its metadata."""
 
     stream: str | Stream = documented(
-        "Stream name (demo, trace), path to a TOML manifest or a data file, or (Python) a Stream object.", "demo")
+        "Stream name (demo, trace, cl-benchmark), path to a TOML manifest or a data file, or (Python) a Stream "
+        "object.", "demo")
     data_dir: str | None = documented("Data folder of on-disk streams such as TRACE (else $LOSIA_CL_DATA).", None)
     tasks: tuple[str, ...] | None = documented("Subset and order of the stream's tasks (default: all).", None)
     prompt_template: str | None = documented(

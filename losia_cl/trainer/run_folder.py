@@ -7,7 +7,8 @@ holds ``.losia-cl.lock`` (an OS file lock, released when the process ends, even 
 so a second process on the same folder stops with a one-line error instead of redoing the work.
 A folder holding a symbolic link that leads out of it is refused too (losia-cl would write through it),
 and so is a lock that is not a regular file.  :func:`check_seeds_folder` applies the same rules to the
-parent folder of ``run --seeds`` (the one holding ``seeds.json``).
+parent folder of ``run --seeds`` (the one holding ``seeds.json``), :func:`check_own_folder` to the folder of
+another command marked by its own file (``tune`` and its ``tune.json``).
 """
 
 from __future__ import annotations
@@ -45,15 +46,25 @@ def _read_run_file(out: Path) -> dict[str, Any]:
     return data
 
 
-def _check_usable(out: Path, *, resume: bool) -> bool:
+def read_own_file(out: Path, own_file: str, format_prefix: str, kind: str) -> dict[str, Any]:
+    """The JSON of ``out/<own_file>``; :class:`DataError` if its format does not start with ``format_prefix``."""
+    path = out / own_file
+    data = read_json(path)
+    if not str(data.get("format", "")).startswith(format_prefix):
+        raise DataError(f"{path}: not a losia-cl {kind} file (no '{format_prefix}…' format); "
+                        f"{out} is not a losia-cl {kind} folder, choose another --out")
+    return data
+
+
+def _check_usable(out: Path, *, resume: bool, command: str = "run") -> bool:
     """Whether ``out`` exists, after refusing a file, an unwritable folder or parent, a resumption of nothing
-    and a symbolic link inside that leads out of the folder."""
+    and a symbolic link inside that leads out of the folder (``command`` names the command in messages)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
     if not out.exists():
         if resume:
-            raise ConfigError(f"--resume: {out} does not exist, so there is no run to continue; "
-                              "run without --resume to start one")
+            raise ConfigError(f"--resume: {out} does not exist, so there is no {command} to continue; "
+                              f"{command} without --resume to start one")
         parent = _nearest_existing(out.parent)
         if not parent.is_dir():
             raise ConfigError(f"--out {out}: cannot be created, {parent} is a file")
@@ -94,12 +105,28 @@ def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:
     return None
 
 
-def _check_unmarked(out: Path, marker: str, kind: str, *, resume: bool) -> None:
+def check_own_folder(out: Path, *, resume: bool, own_file: str, format_prefix: str, kind: str) -> dict[str, Any] | None:
+    """The rules of :func:`check_out_folder` for the folder of command ``kind`` marked by ``own_file`` (``tune``,
+    ``tune.json``, whose format starts with ``format_prefix``): the stored file's JSON when resuming, else
+    ``None``.  Nothing is written."""
+    if not _check_usable(out, resume=resume, command=kind):
+        return None
+    if (out / own_file).exists():
+        stored = read_own_file(out, own_file, format_prefix, kind)
+        if not resume:
+            raise ConfigError(f"{out / own_file} exists: pass --resume to continue that {kind}, or choose another "
+                              "--out")
+        return stored
+    _check_unmarked(out, own_file, kind, resume=resume, command=kind)
+    return None
+
+
+def _check_unmarked(out: Path, marker: str, kind: str, *, resume: bool, command: str = "run") -> None:
     """``out`` exists without its ``marker`` file: only a new run may use it, and only when it is empty."""
     others = sorted(entry.name for entry in out.iterdir() if entry.name != LOCK_NAME)
     if resume:
         raise ConfigError(f"--resume: {out} is not a losia-cl {kind} folder (it has no {marker}); "
-                          "run without --resume to start one" + (" in a new or empty folder" if others else ""))
+                          f"{command} without --resume to start one" + (" in a new or empty folder" if others else ""))
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise ConfigError(f"--out {out}: the folder is not empty ({shown}) and is not a losia-cl {kind} folder "

@@ -13,9 +13,13 @@ from typing import TYPE_CHECKING
 from losia_cl.lazy import lazy_attributes
 
 _LAZY = {
+    "check_grid": ".grid",
     "default_grid": ".grid",
+    "extend": ".grid",
     "parse_grid": ".grid",
+    "Choice": ".select",
     "GridPoint": ".select",
+    "SeedRun": ".select",
     "choose": ".select",
     "read_tune_file": ".select",
     "LearningRate": ".sources",
@@ -27,9 +31,9 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .grid import default_grid, parse_grid
+    from .grid import check_grid, default_grid, extend, parse_grid
     from .runner import TuneOutcome, run_tune
-    from .select import GridPoint, choose, read_tune_file
+    from .select import Choice, GridPoint, SeedRun, choose, read_tune_file
     from .sources import LearningRate, resolve_learning_rates
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
