@@ -213,7 +213,7 @@ def _read_json_exactly(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
         return list(records)
     records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -204,3 +204,13 @@ def test_a_malformed_prediction_file_is_named_with_its_line(tmp_path: Path) -> N
     bad.write_text('{"reference": "A"}\n{"reference": 3}\n')
     with pytest.raises(DataError, match=re.escape(f"{bad}:2: key 'reference'")):
         build_report([run], out=tmp_path / "out" / "r.html")
+
+
+def test_references_and_predictions_with_unicode_line_separators_are_one_record_each(tmp_path: Path) -> None:
+    from losia_cl.report.references import read_references
+
+    # generated text may hold U+0085, U+2028 or a form feed; JSON Lines ends a record only at "\n"
+    path = tmp_path / "p.jsonl"
+    records = [{"reference": "a\x85b", "prediction": "x\u2028y"}, {"reference": "c\x0cd", "prediction": ""}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert read_references(path) == ["a\x85b", "c\x0cd"]

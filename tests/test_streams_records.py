@@ -28,6 +28,13 @@ def test_utf8_bom_and_non_ascii_text_are_read(tmp_path):
     assert read_examples(path) == (Example("态度：", "支持"),)
 
 
+def test_json_lines_end_a_record_only_at_a_newline(tmp_path):
+    path = tmp_path / "train.jsonl"  # U+2028, U+0085 and a form feed inside strings are text, not line ends
+    records = [{"prompt": "a\u2028b", "answer": "c\x85"}, {"prompt": "d\x0ce", "answer": "f"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    assert read_examples(path) == (Example("a\u2028b", "c\x85"), Example("d\x0ce", "f"))
+
+
 def test_malformed_json_names_file_line_and_column(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('[\n  {"prompt": "a", "answer": "b"},\n  {"prompt": "c" "answer": "d"}\n]\n')
