@@ -148,6 +148,8 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
            help="A method option (repeatable), e.g. lora.rank=8, lora.per_task=true, "
                 "losia.losia_options='{\"schedule\": \"sync\"}'; VALUE is read as JSON, else as text. "
                 "`losia-cl methods --options` lists every method's options.")
+    option("replay", type=float, metavar="SHARE")
+    option("replay_buffer", type=int, metavar="N")
     option("shuffle", "--no-shuffle", action="store_false",
            help="Train on each task's examples in file order (default: a seeded shuffle every epoch).")
     option("chat_template", "--chat-template", action="store_true", help=helps["chat_template"])

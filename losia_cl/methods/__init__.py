@@ -20,9 +20,11 @@ from losia_cl.errors import ConfigError
 from losia_cl.methods.base import (
     METHODS,
     Method,
+    RegularizedMethod,
     SubnetMethod,
     TargetWeight,
     TaskContext,
+    TaskData,
     create_method,
     option_defaults,
     option_help,
@@ -30,7 +32,8 @@ from losia_cl.methods.base import (
     register_method,
 )
 
-__all__ = ["METHODS", "ENTRY_POINT_GROUP", "ENV_VAR", "Method", "SubnetMethod", "TargetWeight", "TaskContext",
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "ENV_VAR", "Method", "RegularizedMethod", "SubnetMethod", "TargetWeight",
+           "TaskContext", "TaskData",
            "create_method", "method_names", "option_defaults", "option_help", "options_markdown", "register_method"]
 
 #: Entry-point group of method modules shipped by other distributions.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -90,6 +90,40 @@ class SubnetMethod(Method, Protocol):
 
     def subnet_layout(self, optimizer: torch.optim.Optimizer) -> dict[str, tuple[tuple[int, int], int]]:
         """``{matrix name: ((d_out, d_in), layer)}`` of the matrices :meth:`new_subnets` reports."""
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The training data of the task just trained, as :meth:`RegularizedMethod.consolidate` sees it."""
+
+    num_examples: int  #: training examples of the task (indices 0 .. num_examples - 1)
+    #: the examples at the given indices, tokenized and collated into one batch on the model's device
+    make_batch: Callable[[Sequence[int]], Mapping[str, Tensor]]
+    #: the training loss of one batch (``loss_fn(model, batch)``, a scalar)
+    loss_fn: Callable[[nn.Module, Mapping[str, Tensor]], Tensor]
+
+
+@runtime_checkable
+class RegularizedMethod(Method, Protocol):
+    """A method that adds a penalty to the training loss and learns from each finished task (EWC and kin).
+
+    Optional: a method without these hooks trains on the task loss alone, exactly as before.  The trainer
+    adds :meth:`penalty` once to every optimizer step's loss, calls :meth:`consolidate` after a task's last
+    step (before :meth:`~Method.describe` and :meth:`~Method.after_task`), and keeps :meth:`state_dict` in
+    its checkpoints, so a resumed run continues with the same state.
+    """
+
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        """The scalar added to the loss of one optimizer step (differentiable in ``model``); None: nothing."""
+
+    def consolidate(self, model: nn.Module, data: TaskData, ctx: TaskContext) -> None:
+        """After the task ``ctx`` names: learn what the penalty of later tasks needs (``data``: its training data)."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Everything :meth:`consolidate` learned so far, as tensors (for checkpoints)."""
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 METHODS: Registry[type] = Registry("method")

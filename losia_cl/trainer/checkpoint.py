@@ -16,7 +16,7 @@ import json
 import random
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -137,6 +137,11 @@ def _malformed(data: dict[str, Any]) -> str | None:
         return "rng must hold the random number generators' states"
     if not isinstance(data.get("progress"), str):
         return "progress must be the JSON text of the partial results"
+    extras = data.get("extras", {})
+    if not isinstance(extras, dict) or not all(
+            isinstance(part, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in part.items())
+            for part in extras.values()):
+        return "extras must map names to tables of tensors"
     return None
 
 
@@ -146,7 +151,8 @@ class Checkpoint:
 
     ``model``/``optimizer``/``scheduler`` are state dicts of the task's prepared model and its
     optimizer; ``progress`` holds the JSON-able partial results (score rows, trackers, losses,
-    timings).
+    timings); ``extras`` the trainer's other tensors by part (``method``: what a regularizing method
+    learned from earlier tasks, ``replay``: the replay buffer), empty when there are none.
     """
 
     task_index: int
@@ -156,6 +162,7 @@ class Checkpoint:
     scheduler: dict[str, Any] | None
     rng: dict[str, Any]
     progress: dict[str, Any]
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def save(self, folder: Path, sync: DeferredSync | None = None, root: Path | None = None) -> Path:
         """Write ``folder/checkpoint.pt`` atomically (with ``sync``: synced and renamed in its background), kept
@@ -163,7 +170,7 @@ class Checkpoint:
         payload = {
             "format": CHECKPOINT_FORMAT, "task_index": int(self.task_index), "step": int(self.step),
             "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler, "rng": self.rng,
-            "progress": json.dumps(self.progress),
+            "progress": json.dumps(self.progress), "extras": self.extras,
         }
         _check_plain(payload, "checkpoint")
         return atomic_torch_save(inside(folder, CHECKPOINT_NAME), payload, sync, root=folder if root is None else root)
@@ -191,7 +198,7 @@ class Checkpoint:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise _refused(path, f"its format is {found!r:.60}, not {CHECKPOINT_FORMAT!r}")
         unknown = sorted(set(data) - {"format", "task_index", "step", "model", "optimizer", "scheduler", "rng",
-                                      "progress"})
+                                      "progress", "extras"})
         problem = f"unknown entries {unknown[:5]}" if unknown else _malformed(data)
         if problem:
             raise _refused(path, problem)
@@ -202,7 +209,7 @@ class Checkpoint:
         if not isinstance(progress, dict):
             raise _refused(path, "progress must be the JSON text of an object")
         return cls(task_index=data["task_index"], step=data["step"], model=data["model"], optimizer=data["optimizer"],
-                   scheduler=data["scheduler"], rng=data["rng"], progress=progress)
+                   scheduler=data["scheduler"], rng=data["rng"], progress=progress, extras=data.get("extras", {}))
 
     def progress_as(self, cls: type[T], folder: Path, steps: Sequence[int]) -> T:
         """The partial results as the dataclass ``cls``, after checking the checkpoint fits the run.
@@ -247,6 +254,15 @@ class Checkpoint:
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
             raise _refused(inside(folder, CHECKPOINT_NAME), "its states do not fit this run's model, optimizer or "
                                                            f"scheduler ({_first_line(error)})") from None
+
+    def restore_extras(self, extras: Any, folder: Path) -> None:
+        """Load :attr:`extras` into the trainer's ``extras`` (its ``restore``); :class:`CheckpointError` when they
+        do not fit it (another method, or replay switched on or off)."""
+        try:
+            extras.restore(self.extras)
+        except (KeyError, TypeError, ValueError) as error:
+            raise _refused(inside(folder, CHECKPOINT_NAME), f"its extras do not fit this run "
+                                                           f"({_first_line(error)})") from None
 
 
 def _check_state_shapes(optimizer: torch.optim.Optimizer) -> None:

@@ -17,6 +17,10 @@ from losia_cl.streams.own_data import data_file_mapping, default_task_name, is_d
 from losia_cl.streams.types import Stream
 from losia_cl.trainer.plan import BatchPlan
 
+#: Replay's defaults (here, not from trainer.replay, so that the CLI's help loads without torch).
+DEFAULT_SHARE = 0.25
+DEFAULT_PER_TASK = 100
+
 _PLAN_HELP = {f.name: f.metadata["help"] for f in fields(BatchPlan)}
 _PLAN_DEFAULT = {f.name: f.default for f in fields(BatchPlan)}
 
@@ -33,9 +37,10 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "max_test_examples": (1, 2**40),
     "eval_batch_size": (1, 65_536),
     "checkpoint_every": (0, 1_000_000),
+    "replay_buffer": (1, 1_000_000),
 }
 #: Integer fields that may be None (no cap).
-OPTIONAL = ("max_steps", "max_train_examples", "max_test_examples")
+OPTIONAL = ("max_steps", "max_train_examples", "max_test_examples", "replay_buffer")
 #: The largest learning rate accepted (every method is Adam-based; beyond 1 training only diverges).
 MAX_LR = 1.0
 #: The largest gradient-clipping norm accepted.
@@ -105,6 +110,13 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = documented(
         "Options per method, {method: {option: value}} (`losia-cl methods --options` lists them).", None
     )
+    replay: float | None = documented(
+        "Experience replay of the methods named METHOD+replay (e.g. losia+replay): the share, in (0, 1), of each "
+        f"batch's examples drawn from earlier tasks (default {DEFAULT_SHARE:g}); the task's own examples and "
+        "steps stay as without replay.", None)
+    replay_buffer: int | None = documented(
+        "Training examples the replay buffer keeps of every finished task, a seeded sample "
+        f"(default {DEFAULT_PER_TASK}).", None)
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
     retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
@@ -138,6 +150,7 @@ class RunConfig:
 
     def validate(self) -> None:
         from losia_cl.methods import METHODS, create_method
+        from losia_cl.methods.spec import parse_method_spec
 
         if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
             raise ConfigError(f"stream = {self.stream!r:.60} is invalid: give a stream name, a path or a Stream")
@@ -145,8 +158,15 @@ class RunConfig:
         if not self.methods:
             raise ConfigError("methods: give at least one method")
         for name in self.methods:
-            METHODS.get(name)  # UnknownNameError lists the known methods
+            METHODS.get(parse_method_spec(name).method)  # UnknownNameError lists the known methods
             check_name("method", name)
+        replaying = [name for name in self.methods if parse_method_spec(name).replay]
+        if self.replay is not None and (not _number_in(self.replay, 0.0, 1.0) or self.replay in (0, 1)):
+            raise ConfigError(f"replay = {self.replay!r} is invalid: it must be a number between 0 and 1 "
+                              "(the share of each batch's examples replayed)")
+        if (self.replay is not None or self.replay_buffer is not None) and not replaying:
+            raise ConfigError(f"{'replay' if self.replay is not None else 'replay_buffer'}: no method replays; name "
+                              "the methods that should as METHOD+replay (e.g. --methods losia,losia+replay)")
         check_unique("method", self.methods, where="methods")  # twice, or FULL beside full (the same method)
         for key, given in (("lr", self.lr), ("method_options", self.method_options)):
             for name in given:
@@ -192,7 +212,8 @@ class RunConfig:
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise ConfigError(f"device = {self.device!r} is invalid: it must be auto, cpu, cuda or cuda:N")
         for name in self.methods:
-            create_method(name, **self.options_for(name))  # unknown options and bad values, before any model loads
+            # unknown options and bad values, before any model loads
+            create_method(parse_method_spec(name).method, **self.options_for(name))
 
     def options_for(self, method: str) -> dict[str, Any]:
         """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``,
@@ -205,6 +226,16 @@ class RunConfig:
             if rate.source != "default":
                 options["lr"] = rate.lr
         return options
+
+    @property
+    def replay_share(self) -> float:
+        """The share of replayed examples of the methods that replay."""
+        return DEFAULT_SHARE if self.replay is None else float(self.replay)
+
+    @property
+    def replay_per_task(self) -> int:
+        """The examples the replay buffer keeps of every finished task."""
+        return DEFAULT_PER_TASK if self.replay_buffer is None else self.replay_buffer
 
     @property
     def batch_plan(self) -> BatchPlan:

@@ -20,6 +20,7 @@ from torch import nn
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
+from losia_cl.methods.spec import parse_method_spec
 from losia_cl.optim.lr import applied_lr
 from losia_cl.progress import progress_bar
 from losia_cl.results import MethodResults
@@ -28,6 +29,7 @@ from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
+from losia_cl.trainer.extras import TrainingExtras
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
@@ -129,7 +131,8 @@ class SequentialTrainer:
         self.config = config
         self.stream = stream
         self.method_name = method_name
-        self.method: Method = create_method(method_name, **config.options_for(method_name))
+        spec = parse_method_spec(method_name)
+        self.method: Method = create_method(spec.method, **config.options_for(method_name))
         self.load_model = load_model
         self.device = device
         self.base_scores = base_scores
@@ -141,6 +144,10 @@ class SequentialTrainer:
             from losia_cl.distributed.parallel import DataParallel
 
             self.parallel = DataParallel(self.dist)
+        #: the method's penalty and after-task learning, and replay (``losia+replay``)
+        self.extras = TrainingExtras(self.method, share=config.replay_share if spec.replay else None,
+                                     per_task=config.replay_per_task, seed=config.seed,
+                                     world_size=self.dist.world_size)
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
 
@@ -148,10 +155,19 @@ class SequentialTrainer:
     def _context(self, index: int, num_steps: int) -> TaskContext:
         return TaskContext(index, len(self.stream), num_steps, self.config.seed)
 
-    def _train_features(self, tokenizer: Any, task: Task) -> list[dict[str, Any]]:
+    def _train_features(self, tokenizer: Any, task: Task, replay: bool = False) -> list[dict[str, Any]]:
+        """The task's training examples, encoded; with ``replay`` the replay buffer's follow them."""
+        examples = list(task.train) + (self.extras.replay_examples(self.stream) if replay else [])
         return encode_examples(
-            tokenizer, task.train, max_length=self.config.max_length, chat_template=self.config.chat_template
+            tokenizer, examples, max_length=self.config.max_length, chat_template=self.config.chat_template
         )
+
+    def _batch_maker(self, features: list[dict[str, Any]], pad: int):
+        def make_batch(indices):
+            batch = collate_for_training([features[i] for i in indices], pad_token_id=pad)
+            return {k: v.to(self.device) for k, v in batch.items()}
+
+        return make_batch
 
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
@@ -159,7 +175,7 @@ class SequentialTrainer:
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
-            progress=asdict(progress),
+            progress=asdict(progress), extras=self.extras.state(),
         ).save(self.folder, self._sync, root=self.config.out_dir)
 
     # ------------------------------------------------------------------ the run
@@ -176,6 +192,7 @@ class SequentialTrainer:
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         if checkpoint is not None:
             progress = checkpoint.progress_as(Progress, self.folder, config.steps_per_task(self.stream))
+            checkpoint.restore_extras(self.extras, self.folder)
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
@@ -197,7 +214,7 @@ class SequentialTrainer:
         for index, task in enumerate(self.stream):
             if checkpoint is not None and index < checkpoint.task_index:
                 continue
-            batches = config.batch_plan.steps(len(task.train), index)
+            batches = self.extras.mix(config.batch_plan.steps(len(task.train), index), len(task.train), index)
             ctx = self._context(index, len(batches))
             model = self.method.prepare(model, ctx)
             optimizer, scheduler = self.method.build_optimizer(model, ctx)
@@ -216,7 +233,12 @@ class SequentialTrainer:
             if start < len(batches):
                 self._train_task(index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap,
                                  layout, progress)
-            progress.method_record[task.name] = self.method.describe(optimizer)
+            replayed = self.extras.describe(batches, len(task.train))
+            started = time.perf_counter()
+            self.extras.after_task(model, task, ctx, lambda: self._batch_maker(self._train_features(tokenizer, task),
+                                                                               pad))
+            progress.train_seconds += time.perf_counter() - started  # e.g. EWC's Fisher
+            progress.method_record[task.name] = {**self.method.describe(optimizer), **replayed}
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
             started = time.perf_counter()
@@ -254,7 +276,8 @@ class SequentialTrainer:
     def _train_task(self, index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap, layout,
                     progress: Progress) -> None:
         config = self.config
-        features = self._train_features(tokenizer, task)
+        features = self._train_features(tokenizer, task, replay=True)
+        make_batch = self._batch_maker(features, pad)
         losses = progress.losses.setdefault(task.name, [])
         progress.updating_steps.setdefault(task.name, 0)
         progress.lr_mass.setdefault(task.name, 0.0)
@@ -265,11 +288,8 @@ class SequentialTrainer:
         started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
-                def make_batch(indices):
-                    batch = collate_for_training([features[i] for i in indices], pad_token_id=pad)
-                    return {k: v.to(self.device) for k, v in batch.items()}
-
                 lr = applied_lr(optimizer)  # before the step, which may re-localize and move the schedule
+                self.extras.add_penalty(model)  # into the gradients the step's micro-batches add to
                 if self.parallel is not None:
                     step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
                                                          make_batch, max_grad_norm=config.max_grad_norm)

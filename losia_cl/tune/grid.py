@@ -27,10 +27,11 @@ STEP = 10 ** 0.5
 
 
 def default_lr(method: str) -> float:
-    """The built-in default learning rate of ``method`` (its class's ``lr`` field)."""
+    """The built-in default learning rate of ``method`` (its class's ``lr`` field; ``X+replay``: X's)."""
     from losia_cl.methods import METHODS
+    from losia_cl.methods.spec import parse_method_spec
 
-    cls = METHODS.get(method)
+    cls = METHODS.get(parse_method_spec(method).method)
     for f in fields(cls):
         if f.name == "lr":
             return float(f.default)

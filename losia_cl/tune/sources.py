@@ -1,7 +1,8 @@
 """Which learning rate each method of a run uses, and where it came from.
 
 Precedence: ``--lr`` (or ``RunConfig.lr``) first, then ``--lr-from tune.json``, then the method's
-built-in default.  The source is recorded in ``run.json`` (``learning_rates``) and shown in the report.
+built-in default (a method run with replay, ``X+replay``, takes X's tuned rate when tune.json has none of
+its own, and X's default).  The source is recorded in ``run.json`` (``learning_rates``) and shown in the report.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def resolve_learning_rates(
     methods: Sequence[str], explicit: Mapping[str, float], tune_file: str | None = None
 ) -> dict[str, LearningRate]:
     """The learning rate and its source for every method (see the module docstring)."""
+    from losia_cl.methods.spec import parse_method_spec
     from losia_cl.tune.grid import default_lr
     from losia_cl.tune.select import read_tune_file
 
@@ -52,6 +54,8 @@ def resolve_learning_rates(
             out[method] = LearningRate(float(explicit[method]), SOURCE_FLAG)
         elif method in chosen:
             out[method] = LearningRate(float(chosen[method]), SOURCE_TUNE, tune_file)
+        elif parse_method_spec(method).method in chosen:  # X+replay without its own: X's tuned rate
+            out[method] = LearningRate(float(chosen[parse_method_spec(method).method]), SOURCE_TUNE, tune_file)
         else:
             out[method] = LearningRate(default_lr(method), SOURCE_DEFAULT)
     return out
