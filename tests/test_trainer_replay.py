@@ -1,0 +1,143 @@
+"""Experience replay: the share of replayed examples, a bounded seeded buffer, METHOD+replay runs and their resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from losia_cl.errors import LosiaError
+from losia_cl.streams import load_stream
+from losia_cl.trainer import RunConfig, run_experiment
+from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint
+from losia_cl.trainer.plan import BatchPlan
+from losia_cl.trainer.replay import ReplayBuffer, mix_replay, replay_counts
+
+TASKS = ("category", "position", "successor")
+TINY = dict(model="tiny-llama", tasks=TASKS, max_train_examples=6, max_test_examples=2, batch_size=2,
+            eval_batch_size=4, max_length=48, progress=False, report=False, retention=False, checkpoint_every=1)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5, 0.8])
+@pytest.mark.parametrize("sizes", [[8] * 10, [2] * 25, [3, 3, 3, 1] * 4])
+def test_the_replayed_share_holds_batch_by_batch_up_to_rounding(sizes, share):
+    counts = replay_counts(sizes, share)
+    for j in range(1, len(sizes) + 1):  # after every micro-batch: within one example of the share
+        replayed, own = sum(counts[:j]), sum(sizes[:j])
+        assert abs(replayed - share * (replayed + own)) <= 1
+    if sizes[0] == 8:  # large micro-batches: each one alone holds the share up to one example
+        assert all(abs(k - share * (k + 8)) <= 1 for k in counts)
+
+
+def test_mixing_appends_buffer_examples_and_keeps_the_tasks_own_in_order():
+    steps = BatchPlan(epochs=2, batch_size=4, grad_accum=2, seed=3).steps(10, task_index=1)
+    mixed = mix_replay(steps, offset=10, buffer_size=7, share=0.25, seed=3, task_index=1)
+    assert len(mixed) == len(steps) and [len(s) for s in mixed] == [len(s) for s in steps]
+    own = [[i for i in micro if i < 10] for step in mixed for micro in step]
+    assert own == [micro for step in steps for micro in step]
+    replayed = [i - 10 for step in mixed for micro in step for i in micro if i >= 10]
+    assert len(replayed) == round(0.25 / 0.75 * 20) and all(0 <= k < 7 for k in replayed)
+    first_pass = replayed[:7]
+    assert sorted(first_pass) == list(range(7))  # a shuffled pass over the whole buffer before any repeat
+    assert mix_replay(steps, 10, 7, 0.25, seed=3, task_index=1) == mixed  # deterministic
+    assert mix_replay(steps, 10, 7, 0.25, seed=4, task_index=1) != mixed
+    assert mix_replay(steps, 10, 0, 0.25, seed=3, task_index=1) == steps  # an empty buffer replays nothing
+
+
+def test_the_buffer_keeps_a_bounded_seeded_sample_of_every_task():
+    stream = load_stream("demo")
+    buffer = ReplayBuffer(per_task=5, seed=1)
+    for index, task in enumerate(stream.tasks[:3]):
+        buffer.add_task(task.name, index, len(task.train))
+    assert len(buffer) == 15 and all(len(v) == 5 for v in buffer.kept.values())
+    assert all(len(set(v.tolist())) == 5 and 0 <= int(v.min()) and int(v.max()) < 128 for v in buffer.kept.values())
+    examples = buffer.examples({t.name: t.train for t in stream})
+    assert examples[:5] == [stream.tasks[0].train[i] for i in buffer.kept["category"].tolist()]
+    again = ReplayBuffer(per_task=5, seed=1)
+    again.add_task("category", 0, 128)
+    assert again.kept["category"].tolist() == buffer.kept["category"].tolist()
+    other = ReplayBuffer(per_task=5, seed=2)
+    other.add_task("category", 0, 128)
+    assert other.kept["category"].tolist() != buffer.kept["category"].tolist()
+    small = ReplayBuffer(per_task=500, seed=1)
+    small.add_task("category", 0, 6)
+    assert sorted(small.kept["category"].tolist()) == list(range(6))  # never more than the task has
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"methods": ("full",), "replay": 0.2}, "replay: no method replays; name the methods that should as "
+                                            "METHOD+replay"),
+    ({"methods": ("full",), "replay_buffer": 4}, "replay_buffer: no method replays"),
+    ({"methods": ("full+replay",), "replay": 0}, "replay = 0 is invalid: it must be a number between 0 and 1"),
+    ({"methods": ("full+replay",), "replay": 1.0}, "replay = 1.0 is invalid"),
+    ({"methods": ("full+replay",), "replay": True}, "replay = True is invalid"),
+    ({"methods": ("full+replay",), "replay_buffer": 0}, "replay_buffer = 0 is invalid: it must be an integer from 1"),
+    ({"methods": ("nosuch+replay",)}, "unknown method .nosuch.; known methods: "),
+    ({"methods": ("full+replay",), "method_options": {"full+replay": {"rank": 3}}}, "unknown option 'rank'"),
+])
+def test_bad_replay_settings_are_one_line_errors(overrides, message):
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace("+", r"\+")) as info:
+        RunConfig(**{**TINY, **overrides})
+    assert "\n" not in str(info.value) and isinstance(info.value, LosiaError)
+
+
+def test_replay_runs_beside_the_plain_method_and_records_its_share(tmp_path):
+    config = RunConfig(out=str(tmp_path), methods=("full", "full+replay"), replay=0.4, replay_buffer=3,
+                       lr={"full": 1e-3, "full+replay": 1e-3}, **TINY)
+    results = run_experiment(config).results
+    plain, replayed = results["full"], results["full+replay"]
+    assert replayed["method"] == "full+replay" and (tmp_path / "full+replay" / "results.json").exists()
+    # the first task has nothing to replay: the same training as the plain method
+    assert replayed["losses"]["category"] == plain["losses"]["category"]
+    assert replayed["losses"]["position"] != plain["losses"]["position"]
+    assert replayed["steps"] == plain["steps"]
+    record = {t: replayed["method_record"][t]["replay"] for t in TASKS}
+    assert [record[t]["buffer_examples"] for t in TASKS] == [0, 3, 6]
+    assert record["category"]["replayed_examples"] == 0
+    for task in TASKS[1:]:  # 6 own examples; replayed round(0.4/0.6 * 6) = 4
+        assert (record[task]["replayed_examples"], record[task]["trained_examples"]) == (4, 10)
+    assert plain["method_record"]["position"] == {}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_resume_mid_task_gives_the_uninterrupted_results_with_ewc_and_replay(tmp_path, monkeypatch):
+    def config(out, **overrides):
+        return RunConfig(out=str(out), methods=("ewc+replay",), replay=0.3, replay_buffer=2,
+                         method_options={"ewc+replay": {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}},
+                         **{**TINY, **overrides})
+
+    reference = run_experiment(config(tmp_path / "ref")).results["ewc+replay"]
+    save = Checkpoint.save
+    calls = []
+
+    def save_then_stop(self, folder, sync=None, root=None):
+        calls.append((self.task_index, self.step, sorted(self.extras)))
+        if len(calls) == 8:  # task 3, step 2: stop before it reaches the disk
+            raise _Interrupted
+        return save(self, folder, root=root)
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
+    with pytest.raises(_Interrupted):
+        run_experiment(config(tmp_path / "crash"))
+    monkeypatch.setattr(Checkpoint, "save", save)
+    assert calls[-1] == (2, 2, ["method", "replay"])
+    saved = Checkpoint.load(tmp_path / "crash" / "ewc+replay")
+    assert (saved.task_index, saved.step) == (2, 1)
+    assert len(saved.extras["replay"]) == 2 and saved.extras["method"]  # the buffer, the Fisher and the anchor
+    resumed = run_experiment(config(tmp_path / "crash", resume=True)).results["ewc+replay"]
+    for key in ("scores", "losses", "method_record", "loglik_scores", "steps"):
+        assert resumed[key] == reference[key], key
+    assert not (tmp_path / "crash" / "ewc+replay" / CHECKPOINT_NAME).exists()
+    # a checkpoint of a run with replay does not fit the same method without it
+    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
+    calls.clear()
+    with pytest.raises(_Interrupted):
+        run_experiment(config(tmp_path / "other"))
+    monkeypatch.setattr(Checkpoint, "save", save)
+    extras = Checkpoint.load(tmp_path / "other" / "ewc+replay").extras
+    from losia_cl.methods import create_method
+    from losia_cl.trainer.extras import TrainingExtras
+
+    with pytest.raises(ValueError, match="do not fit"):
+        TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(extras)
