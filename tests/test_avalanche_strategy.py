@@ -245,6 +245,7 @@ def test_periodic_evaluations_inside_an_experience_are_not_rows_of_the_score_mat
     (dict(train_mb_size=0), "train_mb_size = 0"), (dict(train_epochs=0), "train_epochs = 0"),
     (dict(eval_mb_size=0), "eval_mb_size = 0"), (dict(grad_accum=0), "grad_accum = 0"),
     (dict(max_grad_norm=-1.0), "max_grad_norm"), (dict(method="adam"), "unknown method 'adam'"),
+    (dict(method="ewc"), "method ewc adds a penalty to the loss and learns after each task, which this strategy"),
 ])
 def test_bad_arguments_name_the_strategy_argument(argument, message):
     model, tokenizer = load_model("tiny-llama")

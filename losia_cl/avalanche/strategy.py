@@ -35,7 +35,7 @@ from losia_cl.avalanche.benchmark import collate_text_batch, experience_task
 from losia_cl.avalanche.metrics import default_lm_evaluator
 from losia_cl.avalanche.stock import quiet_known_warnings
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.methods import Method, SubnetMethod, TaskContext, create_method
+from losia_cl.methods import Method, RegularizedMethod, SubnetMethod, TaskContext, create_method
 from losia_cl.streams.tokenization import IGNORE_INDEX, pad_token_id
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
@@ -199,6 +199,9 @@ class CausalLMStrategy(SupervisedTemplate):
                 raise ConfigError("method_options: give options only with a method name, not a Method instance")
             self.method = method
         self.method_name = getattr(self.method, "name", type(self.method).__name__)
+        if isinstance(self.method, RegularizedMethod):
+            raise ConfigError(f"CausalLMStrategy: method {self.method_name} adds a penalty to the loss and learns "
+                              "after each task, which this strategy does not run; train it with losia-cl run")
         try:
             self._plan = BatchPlan(epochs=train_epochs, batch_size=train_mb_size, grad_accum=grad_accum,
                                    max_steps=max_steps, shuffle=shuffle, seed=seed)
