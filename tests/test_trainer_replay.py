@@ -1,4 +1,4 @@
-"""Experience replay: the share of replayed examples, a bounded seeded buffer, METHOD+replay runs and their resume."""
+"""Experience replay: the replayed share, a bounded seeded buffer, METHOD+replay runs; resume with ewc+replay, olora."""
 
 from __future__ import annotations
 
@@ -101,13 +101,17 @@ class _Interrupted(Exception):
     pass
 
 
-def test_resume_mid_task_gives_the_uninterrupted_results_with_ewc_and_replay(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("method", "options", "extras"), [
+    ("ewc+replay", {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}, ["method", "replay"]),
+    ("olora", {"lr": 1e-2, "lambda_orth": 1.0, "lambda_l2": 0.1}, ["method"]),
+])
+def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch, method, options, extras):
     def config(out, **overrides):
-        return RunConfig(out=str(out), methods=("ewc+replay",), replay=0.3, replay_buffer=2,
-                         method_options={"ewc+replay": {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}},
-                         **{**TINY, **overrides})
+        replay = dict(replay=0.3, replay_buffer=2) if method.endswith("+replay") else {}
+        return RunConfig(out=str(out), methods=(method,), method_options={method: options},
+                         **{**TINY, **replay, **overrides})
 
-    reference = run_experiment(config(tmp_path / "ref")).results["ewc+replay"]
+    reference = run_experiment(config(tmp_path / "ref")).results[method]
     save = Checkpoint.save
     calls = []
 
@@ -121,23 +125,26 @@ def test_resume_mid_task_gives_the_uninterrupted_results_with_ewc_and_replay(tmp
     with pytest.raises(_Interrupted):
         run_experiment(config(tmp_path / "crash"))
     monkeypatch.setattr(Checkpoint, "save", save)
-    assert calls[-1] == (2, 2, ["method", "replay"])
-    saved = Checkpoint.load(tmp_path / "crash" / "ewc+replay")
+    assert calls[-1] == (2, 2, extras)
+    saved = Checkpoint.load(tmp_path / "crash" / method)
     assert (saved.task_index, saved.step) == (2, 1)
-    assert len(saved.extras["replay"]) == 2 and saved.extras["method"]  # the buffer, the Fisher and the anchor
-    resumed = run_experiment(config(tmp_path / "crash", resume=True)).results["ewc+replay"]
+    assert saved.extras["method"]  # the Fisher and the anchor, or the earlier A matrices
+    assert len(saved.extras.get("replay", {})) == (2 if "replay" in extras else 0)  # the buffer of 2 tasks
+    resumed = run_experiment(config(tmp_path / "crash", resume=True)).results[method]
     for key in ("scores", "losses", "method_record", "loglik_scores", "steps"):
         assert resumed[key] == reference[key], key
-    assert not (tmp_path / "crash" / "ewc+replay" / CHECKPOINT_NAME).exists()
+    assert not (tmp_path / "crash" / method / CHECKPOINT_NAME).exists()
+    if method != "ewc+replay":
+        return
     # a checkpoint of a run with replay does not fit the same method without it
     monkeypatch.setattr(Checkpoint, "save", save_then_stop)
     calls.clear()
     with pytest.raises(_Interrupted):
         run_experiment(config(tmp_path / "other"))
     monkeypatch.setattr(Checkpoint, "save", save)
-    extras = Checkpoint.load(tmp_path / "other" / "ewc+replay").extras
+    saved_extras = Checkpoint.load(tmp_path / "other" / method).extras
     from losia_cl.methods import create_method
     from losia_cl.trainer.extras import TrainingExtras
 
     with pytest.raises(ValueError, match="do not fit"):
-        TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(extras)
+        TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(saved_extras)
