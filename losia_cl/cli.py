@@ -357,6 +357,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
             defaults = option_defaults(name)
             for key, text in option_help(name).items():
                 sys.stdout.write(f"    {name}.{key} (default {json.dumps(defaults[key])}): {text}\n")
+    sys.stdout.write("{:10s} {}\n".format("METHOD+replay", "any method, replaying earlier tasks' examples "
+                                                         "(--replay SHARE, --replay-buffer N)"))
     return 0
 
 
