@@ -148,3 +148,20 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch, 
 
     with pytest.raises(ValueError, match="do not fit"):
         TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(saved_extras)
+
+
+def test_a_replaying_method_takes_its_own_rate_else_the_plain_methods_tuned_rate(tmp_path):
+    import json
+
+    from losia_cl.tune.grid import default_lr
+
+    tune = tmp_path / "tune.json"
+    tune.write_text(json.dumps({"format": "losia_cl.tune/1", "stream": "demo", "model": "tiny-llama",
+                                "chosen": {"lora": 5e-4, "full": 2e-5, "full+replay": 3e-5}}))
+    config = RunConfig(**{**TINY, "tasks": None}, methods=("lora+replay", "full+replay", "losia+replay"),
+                       lr={"losia+replay": 7e-3}, lr_from=str(tune))
+    rates = {m: (r.lr, r.source) for m, r in config.learning_rates().items()}
+    assert rates == {"lora+replay": (5e-4, "tune.json"), "full+replay": (3e-5, "tune.json"),
+                     "losia+replay": (7e-3, "--lr")}
+    assert config.options_for("lora+replay") == {"lr": 5e-4}
+    assert default_lr("lora+replay") == default_lr("lora") == 1e-3
