@@ -52,7 +52,8 @@ def test_the_loss_is_the_summed_absolute_products_with_every_earlier_a_plus_l2()
     new_a = _adapter(model, "lora_A")
     assert set(new_a) == set(earlier[0]) == set(earlier[1]) and len(new_a) == 14  # 7 linear layers x 2 blocks
     orthogonality = sum((old[k] @ new_a[k].T).abs().sum() for old in earlier for k in new_a)
-    l2 = sum(p.square().sum() for n, p in model.named_parameters() if ".lora_A.default." in n or ".lora_B.default." in n)
+    l2 = sum(p.square().sum() for n, p in model.named_parameters()
+             if ".lora_A.default." in n or ".lora_B.default." in n)
     expected = 0.7 * orthogonality + 0.3 * l2
     penalty = method.penalty(model)
     assert penalty.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -61,7 +61,8 @@ class EWCMethod(FullFineTuning):
     """Full fine-tuning with an elastic-weight-consolidation penalty (online EWC: Fishers summed over tasks)."""
 
     lam: float = documented(
-        "λ (> 0) of the penalty λ/2 · Σ F (θ − θ*)²; F is the summed diagonal Fisher of the earlier tasks.", 1e4)
+        "λ (> 0) of the penalty λ/2 · Σ F (θ − θ*)²; F is the summed diagonal Fisher of the earlier tasks.",
+        1e4)
     fisher_examples: int = documented(
         "Training examples (1 to 1,000,000) of each task the Fisher is estimated on, a seeded sample "
         "(all of them when the task has fewer); each costs a forward and backward pass.", 256)
@@ -104,7 +105,8 @@ class EWCMethod(FullFineTuning):
             before = self.penalty(model)
         last = ctx.task_index == ctx.num_tasks - 1
         generator = torch.Generator().manual_seed(ctx.seed * 1_000_003 + ctx.task_index + 7_919)
-        indices = [] if last else torch.randperm(data.num_examples, generator=generator)[: self.fisher_examples].tolist()
+        order = torch.randperm(data.num_examples, generator=generator)
+        indices = [] if last else order[: self.fisher_examples].tolist()
         fisher = {} if last else fisher_diagonal(model, data, indices)
         for name, value in fisher.items():
             self._fisher[name] = self._fisher[name].to(value.device) + value if name in self._fisher else value
