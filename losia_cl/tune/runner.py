@@ -74,7 +74,7 @@ def run_tune(
 
     from losia_cl.models import load_model
     from losia_cl.trainer.experiment import load_run_stream, resolve_device
-    from losia_cl.trainer.sequential import SequentialTrainer, evaluate_stage
+    from losia_cl.trainer.sequential import SequentialTrainer, StageScores, evaluate_stage
 
     missing = [m for m in config.methods if m not in grid]
     if missing:
@@ -96,15 +96,15 @@ def run_tune(
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
     base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None)
-    base_scores = None  # evaluated once, when the first grid point has to be trained
+    base_stage = None  # evaluated once, when the first grid point has to be trained
 
-    def base() -> object:
-        nonlocal base_scores
-        if base_scores is None:
+    def base() -> StageScores:
+        nonlocal base_stage
+        if base_stage is None:
             model, tokenizer = loader()
-            base_scores = evaluate_stage(model, tokenizer, tuning, base_config, device, out / "base", 0)
+            base_stage = evaluate_stage(model, tokenizer, tuning, base_config, device, out / "base", 0)
             del model
-        return base_scores
+        return base_stage
 
     points: dict[str, list[GridPoint]] = {}
     chosen: dict[str, float] = {}
@@ -119,7 +119,8 @@ def run_tune(
                 results = json.loads(done.read_text())
             else:
                 logger.info("tune %s: learning rate %g on %s", method, lr, ", ".join(tuning.task_names))
-                results = SequentialTrainer(point_config, tuning, method, loader, device, base()).run()
+                results = SequentialTrainer(point_config, tuning, method, loader, device, base().scores,
+                                            base_loglik=base().loglik).run()
             graded = results.get("loglik_metrics") or {}
             points[method].append(GridPoint(lr=lr, ap=float(results["metrics"]["average_performance"]),
                                             scores=results["scores"], loglik_ap=graded.get("average_performance")))
