@@ -17,7 +17,7 @@ from losia_cl.errors import ConfigError
 from losia_cl.methods import SubnetMethod, create_method, method_names
 from losia_cl.metrics import cl_metrics
 from losia_cl.trainer import RunConfig, run_experiment
-from losia_cl.trainer.timing import TIME_PARTS
+from losia_cl.timing import TIME_PARTS
 
 TASKS = ("category", "position", "check")
 SMALL = dict(model="tiny-llama", tasks=TASKS, max_train_examples=16, max_test_examples=6, batch_size=4,

@@ -31,7 +31,7 @@ from losia_cl.trainer.checkpoint import Checkpoint
 from losia_cl.trainer.sequential import (
     Progress, SequentialTrainer, StageScores, base_probe, base_stability, evaluate_stage,
 )
-from losia_cl.trainer.timing import Timings
+from losia_cl.timing import Timings
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
-from losia_cl.trainer.timing import TIME_PARTS, Timings
+from losia_cl.timing import TIME_PARTS, Timings
 
 if TYPE_CHECKING:
     from losia_cl.metrics import StabilityTracker

@@ -39,7 +39,7 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
 def time_table(results: dict[str, dict[str, Any]], shared: dict[str, float] | None = None) -> str:
     """A Markdown table of where each method's time went, in seconds (``results.json["timings"]``), with the base
     model's share done once per run (``run.json["timings"]``) as the first row; empty when nothing was timed."""
-    from losia_cl.trainer.timing import RUN_TIME_PARTS, TIME_PARTS
+    from losia_cl.timing import RUN_TIME_PARTS, TIME_PARTS
 
     parts = list(TIME_PARTS)
     timed = {name: r["timings"] for name, r in results.items() if r.get("timings")}

@@ -6,7 +6,7 @@ import json
 import shlex
 from typing import Any
 
-from losia_cl.trainer.timing import RUN_TIME_PARTS, TIME_PARTS
+from losia_cl.timing import RUN_TIME_PARTS, TIME_PARTS
 
 from ..aggregate import ReportRuns
 from ..document import KeyValues, Notice, Paragraph, Section, TableBlock
