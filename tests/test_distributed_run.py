@@ -44,8 +44,12 @@ def _results(out: Path, method: str) -> dict:
 
 
 def _metric_rows(printed: str) -> list[list[str]]:
-    """The comparison table's rows without the timing and memory columns (they differ run to run)."""
-    rows = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("| ")]
+    """The comparison table's rows (the first table printed) without the timing and memory columns (they differ
+    run to run)."""
+    lines = printed.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| ")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    rows = [line.split("|")[1:-1] for line in lines[start:end] if line.startswith("| ")]
     return [[cell.strip() for cell in row[:7]] for row in rows]
 
 
