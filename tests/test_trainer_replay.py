@@ -48,14 +48,15 @@ def test_the_buffer_keeps_a_bounded_seeded_sample_of_every_task():
     for index, task in enumerate(stream.tasks[:3]):
         buffer.add_task(task.name, index, len(task.train))
     assert len(buffer) == 15 and all(len(v) == 5 for v in buffer.kept.values())
-    assert all(len(set(v.tolist())) == 5 and 0 <= int(v.min()) and int(v.max()) < 128 for v in buffer.kept.values())
+    size = len(stream.tasks[0].train)
+    assert all(len(set(v.tolist())) == 5 and 0 <= int(v.min()) and int(v.max()) < size for v in buffer.kept.values())
     examples = buffer.examples({t.name: t.train for t in stream})
     assert examples[:5] == [stream.tasks[0].train[i] for i in buffer.kept["category"].tolist()]
     again = ReplayBuffer(per_task=5, seed=1)
-    again.add_task("category", 0, 128)
+    again.add_task("category", 0, size)
     assert again.kept["category"].tolist() == buffer.kept["category"].tolist()
     other = ReplayBuffer(per_task=5, seed=2)
-    other.add_task("category", 0, 128)
+    other.add_task("category", 0, size)
     assert other.kept["category"].tolist() != buffer.kept["category"].tolist()
     small = ReplayBuffer(per_task=500, seed=1)
     small.add_task("category", 0, 6)

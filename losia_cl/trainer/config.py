@@ -154,7 +154,7 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        from losia_cl.methods import METHODS, create_method
+        from losia_cl.methods import METHODS
         from losia_cl.methods.spec import parse_method_spec
 
         if not isinstance(self.stream, (str, Stream)) or not str(getattr(self.stream, "name", self.stream)).strip():
@@ -218,7 +218,14 @@ class RunConfig:
             raise ConfigError(f"device = {self.device!r} is invalid: it must be auto, cpu, cuda or cuda:N")
         for name in self.methods:
             # unknown options and bad values, before any model loads
-            create_method(parse_method_spec(name).method, **self.options_for(name))
+            self.create_method(name)
+
+    def create_method(self, name: str) -> Any:
+        """A fresh instance of the method ``name`` of ``methods`` with its options (``X+replay``: method X)."""
+        from losia_cl.methods import create_method
+        from losia_cl.methods.spec import parse_method_spec
+
+        return create_method(parse_method_spec(name).method, **self.options_for(name))
 
     def options_for(self, method: str) -> dict[str, Any]:
         """The options ``method`` is created with: its ``method_options``, and its learning rate from ``lr``,

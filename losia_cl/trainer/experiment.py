@@ -19,7 +19,6 @@ import torch
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
-from losia_cl.methods import create_method
 from losia_cl.results import RunInfo, read_results
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.own_data import data_file_mapping
@@ -287,7 +286,7 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
                 with timings.part("probe_reference"):
                     probe = base_probe(base_model[0], base_model[1], config, device)
             with timings.part("stability_reference"):
-                first = create_method(config.methods[0], **config.options_for(config.methods[0]))
+                first = config.create_method(config.methods[0])
                 stability = base_stability(first.target_weights(base_model[0]))
             base_model = None
             run_info.timings = dict(timings.seconds)

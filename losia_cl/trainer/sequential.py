@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from losia_cl.distributed.context import DistContext
-from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext, create_method
+from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext
 from losia_cl.methods.spec import parse_method_spec
 from losia_cl.optim.lr import applied_lr
 from losia_cl.progress import progress_bar
@@ -156,7 +156,7 @@ class SequentialTrainer:
         self.stream = stream
         self.method_name = method_name
         spec = parse_method_spec(method_name)
-        self.method: Method = create_method(spec.method, **config.options_for(method_name))
+        self.method: Method = config.create_method(method_name)
         self.load_model = load_model
         self.device = device
         self.base_scores = base_scores
