@@ -7,7 +7,9 @@ import pytest
 from losia_cl.errors import LosiaError
 from losia_cl.streams import load_stream
 from losia_cl.trainer import RunConfig, run_experiment
+from losia_cl.methods import create_method
 from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint
+from losia_cl.trainer.extras import TrainingExtras
 from losia_cl.trainer.plan import BatchPlan
 from losia_cl.trainer.replay import ReplayBuffer, mix_replay, replay_counts
 
@@ -102,11 +104,14 @@ class _Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize(("method", "options", "extras"), [
-    ("ewc+replay", {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}, ["method", "replay"]),
-    ("olora", {"lr": 1e-2, "lambda_orth": 1.0, "lambda_l2": 0.1}, ["method"]),
+@pytest.mark.parametrize(("method", "options", "extras", "stop", "on_disk"), [
+    # stopped in task 3 at step 2: resumes from step 1 of task 3
+    ("ewc+replay", {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}, ["method", "replay"], (2, 2), (2, 1)),
+    # stopped at task 3's first step: resumes from task 2's end, before its Fisher and its examples' buffer entry
+    ("ewc+replay", {"lr": 1e-3, "fisher_examples": 3, "lam": 100.0}, ["method", "replay"], (2, 1), (1, 3)),
+    ("olora", {"lr": 1e-2, "lambda_orth": 1.0, "lambda_l2": 0.1}, ["method"], (2, 2), (2, 1)),
 ])
-def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch, method, options, extras):
+def test_resume_gives_the_uninterrupted_results(tmp_path, monkeypatch, method, options, extras, stop, on_disk):
     def config(out, **overrides):
         replay = dict(replay=0.3, replay_buffer=2) if method.endswith("+replay") else {}
         return RunConfig(out=str(out), methods=(method,), method_options={method: options},
@@ -118,7 +123,7 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch, 
 
     def save_then_stop(self, folder, sync=None, root=None):
         calls.append((self.task_index, self.step, sorted(self.extras)))
-        if len(calls) == 8:  # task 3, step 2: stop before it reaches the disk
+        if calls[-1][:2] == stop:  # stop before it reaches the disk
             raise _Interrupted
         return save(self, folder, root=root)
 
@@ -126,29 +131,18 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch, 
     with pytest.raises(_Interrupted):
         run_experiment(config(tmp_path / "crash"))
     monkeypatch.setattr(Checkpoint, "save", save)
-    assert calls[-1] == (2, 2, extras)
+    assert calls[-1] == (*stop, extras)
     saved = Checkpoint.load(tmp_path / "crash" / method)
-    assert (saved.task_index, saved.step) == (2, 1)
+    assert (saved.task_index, saved.step) == on_disk
     assert saved.extras["method"]  # the Fisher and the anchor, or the earlier A matrices
-    assert len(saved.extras.get("replay", {})) == (2 if "replay" in extras else 0)  # the buffer of 2 tasks
+    assert len(saved.extras.get("replay", {})) == (on_disk[0] if "replay" in extras else 0)  # earlier tasks
     resumed = run_experiment(config(tmp_path / "crash", resume=True)).results[method]
     for key in ("scores", "losses", "method_record", "loglik_scores", "steps"):
         assert resumed[key] == reference[key], key
     assert not (tmp_path / "crash" / method / CHECKPOINT_NAME).exists()
-    if method != "ewc+replay":
-        return
-    # a checkpoint of a run with replay does not fit the same method without it
-    monkeypatch.setattr(Checkpoint, "save", save_then_stop)
-    calls.clear()
-    with pytest.raises(_Interrupted):
-        run_experiment(config(tmp_path / "other"))
-    monkeypatch.setattr(Checkpoint, "save", save)
-    saved_extras = Checkpoint.load(tmp_path / "other" / method).extras
-    from losia_cl.methods import create_method
-    from losia_cl.trainer.extras import TrainingExtras
-
-    with pytest.raises(ValueError, match="do not fit"):
-        TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(saved_extras)
+    if method == "ewc+replay":  # a checkpoint of a run with replay does not fit the same method without it
+        with pytest.raises(ValueError, match="do not fit"):
+            TrainingExtras(create_method("ewc"), share=None, per_task=2, seed=0).restore(saved.extras)
 
 
 def test_a_replaying_method_takes_its_own_rate_else_the_plain_methods_tuned_rate(tmp_path):

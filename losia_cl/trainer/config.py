@@ -88,7 +88,8 @@ class RunConfig:
     labels: tuple[str, ...] | None = documented(
         "Names of a single data file's integer labels: answer 0 becomes the first.", None)
     methods: tuple[str, ...] = documented(
-        "Methods to compare, run one after the other (names are case-insensitive: each method once).",
+        "Methods to compare, run one after the other (names are case-insensitive: each method once; METHOD+replay: "
+        "the method with experience replay, see --replay).",
         ("losia", "lora", "full"))
     model: str = documented("smollm2-135m (embedded), tiny-llama, a Hugging Face id or a local path.", "smollm2-135m")
     out: str | None = documented("Run directory (default runs/<stream>-<model>-seed<seed>).", None)
