@@ -166,6 +166,14 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option("retention", "--no-retention", action="store_false",
                help="Skip the general-knowledge probe after every task.")
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
+        option("save_models", "--no-save", action="store_false",
+               help="Save no trained model (default: each method's latest model in OUT/<method>/model/, "
+                    "docs/saved-models.md).")
+        option("save_every_task", "--save-every-task", action="store_true",
+               help="Keep every task's trained model, in OUT/<method>/models/<i>-<task>/.")
+        option("from_run", "--from", metavar="RUN_DIR",
+               help=helps["from_run"] + " --tasks names the new tasks; --model, --dtype and --methods must be "
+                                        "the run's.")
         p.add_argument("--seeds", type=_parse_seeds, default=argparse.SUPPRESS,
                        help="Run every method under every seed (e.g. 0,1,2), one run folder OUT/seed<N> each; within "
                             "a seed all methods see the same data in the same order (paired). The report gives "

@@ -339,6 +339,11 @@ class MethodResults:
         "(share of the base model's right answers still right, null if it had none), right (items right now), "
         "items, base_right, continuation; null under --no-retention.", None
     )
+    saved_models: dict[str, Any] | None = documented(
+        "The trained models kept (docs/saved-models.md), paths relative to the method's folder: `final` (the "
+        "model after the last task) and `tasks` ({task: path}, every task's under --save-every-task, else {}); "
+        "null under --no-save.", None
+    )
     format: str = documented(f"File format and version: {RESULTS_FORMAT!r}.", RESULTS_FORMAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -392,13 +397,14 @@ class MethodResults:
             _as_dict(entry, path, f"method_record.{task}")
         loglik, loglik_metrics = _validate_loglik(data.get("loglik_scores"), path, tasks)
         retention = _validate_retention(data.get("retention"), path, len(tasks))
+        saved = _validate_saved_models(data.get("saved_models"), path, tasks)
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, subnet_overlap=overlap,
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
             lr_mass=lr_mass, losses=losses, method_record=record,
-            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention,
+            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, saved_models=saved,
         )
 
 
@@ -434,6 +440,30 @@ def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any
             if key == "kept" and not 0.0 <= number <= 1.0:
                 raise DataError(f"{_where(path, f'retention.kept[{i}]')} = {number!r} is outside [0, 1]")
     return record
+
+
+def _relative_folder(value: Any, path: Path, key: str) -> str:
+    """A folder path relative to the method's folder that stays inside it (no absolute path, no '..')."""
+    text = _as_str(value, path, key)
+    parts = text.replace("\\", "/").split("/")
+    if text.startswith(("/", "\\")) or ":" in text or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise DataError(f"{_where(path, key)} = {brief(text)} must be a relative folder path inside the method's "
+                        "folder (no '..', no absolute path)")
+    return text
+
+
+def _validate_saved_models(value: Any, path: Path, tasks: Sequence[str]) -> dict[str, Any] | None:
+    """The optional record of the saved models: ``final`` and ``tasks`` ({task: path}), relative paths."""
+    record = _as_dict(value, path, "saved_models", nullable=True)
+    if record is None:
+        return None
+    final = _relative_folder(_get(record, "final", path), path, "saved_models.final")
+    per_task = _as_dict(record.get("tasks") or {}, path, "saved_models.tasks")
+    unknown = sorted(set(per_task) - set(tasks))
+    if unknown:
+        raise DataError(f"{_where(path, 'saved_models.tasks')} names tasks not in 'tasks': {brief(unknown)}")
+    return {"final": final, "tasks": {t: _relative_folder(p, path, f"saved_models.tasks.{t}")
+                                      for t, p in per_task.items()}}
 
 
 def read_results(path: Path) -> MethodResults:

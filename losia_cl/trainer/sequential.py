@@ -31,6 +31,7 @@ from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+from losia_cl.trainer.saved_models import ModelSaver
 from losia_cl.trainer.step import train_step
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class SequentialTrainer:
             self.parallel = DataParallel(self.dist)
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
+        self.saver = ModelSaver(self.folder, config.out_dir, method_name, config.model, enabled=config.save_models,
+                                every_task=config.save_every_task, writes=self.dist.is_main)
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -169,6 +172,7 @@ class SequentialTrainer:
         config = self.config
         if self.dist.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self.saver.clean()
         # rank 0 reads the checkpoint and hands it to every rank (no shared file system needed)
         checkpoint = self.dist.decide(lambda: Checkpoint.load(self.folder) if config.resume else None)
         reset_peak_memory(self.device)
@@ -231,6 +235,8 @@ class SequentialTrainer:
             stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
+            initial_adapter = getattr(self.method, "initial_adapter", None)
+            self.saver.save(model, tokenizer, index + 1, task.name, initial_adapter() if initial_adapter else None)
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
     def _probe(self, base_model: nn.Module, tokenizer: Any):
@@ -336,6 +342,7 @@ class SequentialTrainer:
             loglik_scores=progress.loglik_scores,
             loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
             retention=self._retention_summary(progress.retention),
+            saved_models=self.saver.pointers(tasks),
         ).to_json()
         self._sync.close()
         if not self.dist.is_main:
