@@ -275,6 +275,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     command = ["losia-cl", *sys.argv[1:]]
     seeds = None if "seed" in vars(args) and "seeds" not in vars(args) else _preset_value(args, "run", "seeds", None)
     if seeds and len(seeds) > 1:
+        if config.from_run:
+            raise ConfigError("--from continues one run folder, --seeds runs several: continue each seed's run "
+                              "folder (OUT/seed<N>) in its own run")
         outcomes = run_seeds(config, seeds, command=command)
         for seed, outcome in zip(seeds, outcomes):
             sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
@@ -336,7 +339,11 @@ def _launch(config: Any, args: argparse.Namespace) -> int:
         raise ConfigError(f"nproc = {args.nproc} is invalid: it must be an integer >= 1")
     if env_world_size() > 1:
         raise ConfigError("--nproc starts torchrun itself: leave it out when running under torchrun")
-    load_run_stream(config)
+    stream = load_run_stream(config)
+    if config.from_run:
+        from losia_cl.trainer.continuation import read_continuation
+
+        read_continuation(config, stream, load_run_stream)
     check_run_folder(config, args.nproc)
     return launch(args.nproc, args.argv)
 

@@ -289,8 +289,10 @@ class MethodResults:
 
     method: str = documented("The method's registered name.")
     tasks: list[str] = documented("Task names in training order (those of run.json).")
-    scores: list[list[float]] = documented(
-        "(T+1) x T scores in [0, 1]: row 0 the base model, row i after training task i, column j task j."
+    scores: list[list[float | None]] = documented(
+        "(T+1) x T scores in [0, 1]: row 0 the base model, row i after training task i, column j task j; null "
+        "only where no metric reads (1 <= i < j, 0-based j): a continued stream's earlier stages on its later "
+        "tasks (docs/saved-models.md)."
     )
     metrics: dict[str, Any] = documented(
         "cl_metrics(scores).to_dict(): average_performance, bwt, fwt, forgetting, learning_accuracy and their "
@@ -338,6 +340,10 @@ class MethodResults:
         "The general probe after each stage (base first): kl (mean KL(base || model) per reference token), kept "
         "(share of the base model's right answers still right, null if it had none), right (items right now), "
         "items, base_right, continuation; null under --no-retention.", None
+    )
+    continued_from: dict[str, Any] | None = documented(
+        "For a run continuing another (`--from`, docs/saved-models.md): {run: its folder, tasks: how many of the "
+        "first tasks it trained}; loglik_scores, retention and stability are null then. Null otherwise.", None
     )
     saved_models: dict[str, Any] | None = documented(
         "The trained models kept (docs/saved-models.md), paths relative to the method's folder: `final` (the "
@@ -398,6 +404,13 @@ class MethodResults:
         loglik, loglik_metrics = _validate_loglik(data.get("loglik_scores"), path, tasks)
         retention = _validate_retention(data.get("retention"), path, len(tasks))
         saved = _validate_saved_models(data.get("saved_models"), path, tasks)
+        continued = _as_dict(data.get("continued_from"), path, "continued_from", nullable=True)
+        if continued is not None:
+            _as_str(_get(continued, "run", path), path, "continued_from.run")
+            earlier = _as_int(_get(continued, "tasks", path), path, "continued_from.tasks", minimum=1)
+            if earlier >= len(tasks):
+                raise DataError(f"{_where(path, 'continued_from.tasks')} = {earlier} leaves no task of its own "
+                                f"among the {len(tasks)}")
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
@@ -405,6 +418,7 @@ class MethodResults:
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
             lr_mass=lr_mass, losses=losses, method_record=record,
             loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, saved_models=saved,
+            continued_from=continued,
         )
 
 
@@ -484,11 +498,14 @@ def _validate_scores(value: Any, path: Path, tasks: Sequence[str]) -> list[list[
         if len(row) != t:
             raise DataError(f"{_where(path, f'scores[{i}]')} has {len(row)} values, expected {t} (one per task)")
         for j, v in enumerate(row):
+            if v is None and 1 <= i < j:  # a continued stream's earlier stages never saw the later tasks
+                continue
             if not _is_number(v):
-                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}")
+                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}"
+                                + (" (null only above the diagonal after row 0)" if v is None else ""))
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"{_where(path, f'scores[{i}][{j}]')} = {v!r} is outside [0, 1]")
-    return [[float(v) for v in row] for row in value]
+    return [[None if v is None else float(v) for v in row] for row in value]
 
 
 def _validate_metrics(value: Any, path: Path, scores: list[list[float]]) -> dict[str, Any]:

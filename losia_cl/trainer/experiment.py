@@ -26,6 +26,7 @@ from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
 from losia_cl.trainer.run_folder import RUN_FILE, RunLock, check_out_folder
 from losia_cl.trainer.checkpoint import Checkpoint
+from losia_cl.trainer.continuation import Continuation, read_continuation
 from losia_cl.trainer.sequential import Progress, SequentialTrainer, evaluate_stage
 
 logger = logging.getLogger(__name__)
@@ -210,16 +211,21 @@ def run_experiment(config: RunConfig, command: list[str] | None = None,
 
     stream = load_run_stream(config)
     check_budget(config, stream)
+    continuation = read_continuation(config, stream, load_run_stream) if config.from_run else None
     resolve_device(config.device)  # a device this machine lacks is refused before anything starts
     with distributed_context(config.dist_backend, config.device) as (dist, device):
-        return _run(config, stream, command, dist, device, before_first_write)
+        return _run(config, stream, command, dist, device, before_first_write, continuation)
 
 
-def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: DistContext,
-         device: torch.device, before_first_write: Callable[[], None] | None) -> RunOutcome:
+def _run(config: RunConfig, new_stream: Stream, command: list[str] | None, dist: DistContext,
+         device: torch.device, before_first_write: Callable[[], None] | None,
+         continuation: Continuation | None = None) -> RunOutcome:
+    """``new_stream``: the tasks to train; with ``continuation`` (``--from``) the run's stream is the earlier run's
+    tasks followed by them."""
     from losia_cl.models import load_model
 
     out = config.out_dir
+    stream = continuation.joined(new_stream) if continuation is not None else new_stream
     stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
     rates = config.learning_rates()
@@ -238,7 +244,14 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_scores = dist.decide(lambda: _cached_base_scores(out, stream) if stored is not None else None)
+    def load_path(path: str):
+        torch.manual_seed(config.seed)
+        return load_model(path, dtype=dtype, device=device, seed=config.seed)
+
+    def method_loader(name: str):
+        return loader if continuation is None else continuation.loader(name, loader, load_path)
+
+    base_scores = dist.decide(lambda: _cached_base_scores(out, new_stream) if stored is not None else None)
     base_model = loader() if base_scores is None else None  # a model that cannot load stops the run here
     lock = RunLock(out)
 
@@ -263,8 +276,10 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
             logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     try:
         if base_scores is None:
-            base_scores = _base_scores(config, stream, base_model, device, dist)
+            base_scores = _base_scores(config, new_stream, base_model, device, dist)
             base_model = None
+        if continuation is not None:  # the earlier tasks' row 0 is the earlier run's
+            base_scores = continuation.base_row() + list(base_scores)
         results: dict[str, dict[str, Any]] = {}
         trained = stored is None or not stored.finished_at
         for name in config.methods:
@@ -274,7 +289,8 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
                 logger.info("%s: already finished, kept", name)
                 results[name] = finished
                 continue
-            results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
+            results[name] = SequentialTrainer(config, stream, name, method_loader(name), device, base_scores, dist,
+                                              continuation=continuation).run()
             trained = True
         run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         if dist.is_main and trained:

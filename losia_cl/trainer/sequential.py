@@ -27,6 +27,7 @@ from losia_cl.streams.tokenization import collate_for_training, encode_examples,
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
+from losia_cl.trainer.continuation import Continuation
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.loglik import answer_loglik
@@ -41,8 +42,8 @@ logger = logging.getLogger(__name__)
 class Progress:
     """The JSON-able partial results of a method (what a checkpoint carries besides tensors)."""
 
-    scores: list[list[float]]
-    losses: dict[str, list[float]] = field(default_factory=dict)
+    scores: list[list[float | None]]
+    losses: dict[str, list[float | None]] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
     updating_steps: dict[str, int] = field(default_factory=dict)
     lr_mass: dict[str, float] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class Progress:
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
     method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
-    loglik_scores: list[list[float]] = field(default_factory=list)
+    loglik_scores: list[list[float | None]] = field(default_factory=list)
     retention: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -110,7 +111,8 @@ def loglik_stage(
 
 def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
     header = ",".join(["after", *tasks])
-    rows = [",".join([label, *(f"{v:.6f}" for v in row)]) for label, row in zip(["base", *tasks], scores)]
+    rows = [",".join([label, *("" if v is None else f"{v:.6f}" for v in row)])
+            for label, row in zip(["base", *tasks], scores)]
     return "\n".join([header, *rows]) + "\n"
 
 
@@ -126,8 +128,11 @@ class SequentialTrainer:
         device: torch.device,
         base_scores: list[float],
         dist: DistContext | None = None,
+        continuation: Continuation | None = None,
     ) -> None:
         self.config = config
+        #: with ``--from``: the finished run whose tasks come first in ``stream`` (they are not trained again)
+        self.continuation = continuation
         self.stream = stream
         self.method_name = method_name
         self.method: Method = create_method(method_name, **config.options_for(method_name))
@@ -178,12 +183,19 @@ class SequentialTrainer:
         reset_peak_memory(self.device)
         model, tokenizer = self.load_model()
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        cont = self.continuation
+        first = cont.num_earlier if cont is not None else 0  # the first task this run trains
         if checkpoint is not None:
             progress = checkpoint.progress_as(Progress, self.folder, config.steps_per_task(self.stream))
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
+        elif cont is not None:
+            progress = Progress(**cont.initial_progress(self.method_name, self.base_scores))
+            row = evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, first, self.dist)
+            progress.scores[first] = cont.start_row(self.method_name, row)
+            logger.info("%s: continuing %s after its %d task(s)", self.method_name, cont.run_dir, first)
         else:
             progress = Progress(scores=[list(self.base_scores)])
-        probe = self._probe(model, tokenizer)
+        probe = self._probe(model, tokenizer) if cont is None else None  # the probe's reference is the base model
         if not progress.loglik_scores:
             progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
         if probe is not None and not progress.retention:
@@ -199,7 +211,7 @@ class SequentialTrainer:
         evaluator = stage_evaluator(tokenizer, self.stream, config)
 
         for index, task in enumerate(self.stream):
-            if checkpoint is not None and index < checkpoint.task_index:
+            if index < first or (checkpoint is not None and index < checkpoint.task_index):
                 continue
             batches = config.batch_plan.steps(len(task.train), index)
             ctx = self._context(index, len(batches))
@@ -228,7 +240,8 @@ class SequentialTrainer:
                 self.parallel.verify_weights(model, f"after {task.name}")
             progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
                                                   index + 1, self.dist, evaluator))
-            progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
+            progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device)
+                                          if cont is None else [None] * len(self.stream))
             if probe is not None:
                 progress.retention.append(probe.measure(model).to_dict())
             progress.eval_seconds += time.perf_counter() - started
@@ -318,6 +331,8 @@ class SequentialTrainer:
         from losia_cl.metrics import cl_metrics
 
         tasks = self.stream.task_names
+        cont = self.continuation
+        continued = None if cont is None else {"run": str(cont.run_dir), "tasks": cont.num_earlier}
         progress.peak_memory_bytes = max(progress.peak_memory_bytes, self.dist.max_int(peak_memory_bytes(self.device)))
         results = MethodResults(
             method=self.method_name,
@@ -327,7 +342,7 @@ class SequentialTrainer:
             scores=progress.scores,
             metrics=cl_metrics(progress.scores).to_dict(),
             subnet_overlap=overlap.summary() if overlap is not None else None,
-            stability=stability.summary(),
+            stability=stability.summary() if continued is None else None,
             trainable_parameters=progress.trainable_parameters,
             total_parameters=total_parameters,
             train_seconds=progress.train_seconds,
@@ -339,9 +354,10 @@ class SequentialTrainer:
             lr_mass=progress.lr_mass,
             losses=progress.losses,
             method_record=progress.method_record,
-            loglik_scores=progress.loglik_scores,
-            loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
+            loglik_scores=progress.loglik_scores if continued is None else None,
+            loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict() if continued is None else None,
             retention=self._retention_summary(progress.retention),
+            continued_from=continued,
             saved_models=self.saver.pointers(tasks),
         ).to_json()
         self._sync.close()
