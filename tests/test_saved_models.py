@@ -136,3 +136,30 @@ def test_save_every_task_and_no_save(tmp_path):
 def test_contradictory_save_options_are_refused():
     with pytest.raises(ConfigError, match="contradict"):
         RunConfig(methods=("full",), save_models=False, save_every_task=True)
+
+
+def test_resume_after_an_interrupted_save_keeps_one_complete_model(tmp_path, monkeypatch):
+    """Killed while saving after the first task (a half-written temporary folder left behind): --resume clears it,
+    redoes the task end from the checkpoint and ends with the last task's model, as an uninterrupted run does."""
+    config = RunConfig(methods=("lora",), out=str(tmp_path / "run"), **{**SMALL, "checkpoint_every": 1})
+    real_save = ModelSaver.save
+
+    def killed(self, model, tokenizer, stage, task, initial_adapter=None):
+        (self.folder / ".model.0123456789abcdef.tmpdir").mkdir()
+        (self.folder / ".model.0123456789abcdef.tmpdir" / "adapter_config.json").write_text("{")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ModelSaver, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config)
+    monkeypatch.setattr(ModelSaver, "save", real_save)
+    resumed = run_experiment(RunConfig(**{**config.__dict__, "resume": True}))
+    folder = resumed.out_dir / "lora"
+    assert _folders(folder) == [LATEST] and SavedModel.read(folder / LATEST).task == "position"
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+    straight = run_experiment(RunConfig(**{**config.__dict__, "out": str(tmp_path / "straight")}))
+    from safetensors.torch import load_file
+
+    a = load_file(folder / LATEST / "adapter_model.safetensors")
+    b = load_file(straight.out_dir / "lora" / LATEST / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
