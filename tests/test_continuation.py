@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,12 @@ def test_continued_stream_extends_the_score_matrix(tmp_path, caplog):
         assert after["loglik_scores"] is None and after["stability"] is None
         assert set(after["steps"]) == {"ay", "bee", "cee"} and after["losses"]["ay"] == before["losses"]["ay"]
         assert (second.out_dir / method / "model" / "saved_model.json").exists()
+    # the report shows the joined stream, the cell never measured as a dash
+    from losia_cl.report import build_report
+
+    markdown = build_report([second.out_dir]).html.with_name("report.md").read_text()
+    assert re.search(r"^\| after ay \| [0-9.]+ \| [0-9.]+ \| — \|$", markdown, flags=re.M)
+    assert re.search(r"^\| after cee \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$", markdown, flags=re.M)
     # a continued run can be continued again: the history now has three tasks
     from losia_cl.trainer.continuation import read_continuation
     from losia_cl.trainer.experiment import load_run_stream

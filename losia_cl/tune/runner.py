@@ -145,7 +145,7 @@ def run_tune(
                                "is not independent of test", count, task, s)
     first = tunings[seeds[0]]
     base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None,
-                          save_models=False, save_every_task=False)
+                          save_models=False, save_every_task=False, from_run=None)
     header = {
         "command": command or [],
         "stream": base_config.to_dict()["stream"],
