@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def save_model(model: nn.Module, tokenizer: Any, target: Path, description: Save
     ``initial_adapter``: the state dict of a base-mutating adapter (PiSSA) as it started (see the module
     docstring).  ``description.kind`` is set from what was written.  Returns the description written.
     """
+    started = time.perf_counter()
     check_within(target, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     check_within(target, root)
@@ -214,7 +216,8 @@ def save_model(model: nn.Module, tokenizer: Any, target: Path, description: Save
             old.unlink()
         else:
             shutil.rmtree(old, ignore_errors=True)
-    logger.info("%s: saved the model after %s (%s) in %s", description.method, description.task, kind, target)
+    logger.info("%s: saved the model after %s (%s) in %s in %.1f s", description.method, description.task, kind, target,
+                time.perf_counter() - started)
     return description
 
 
