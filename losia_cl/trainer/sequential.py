@@ -190,8 +190,10 @@ class SequentialTrainer:
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         elif cont is not None:
             progress = Progress(**cont.initial_progress(self.method_name, self.base_scores))
+            started = time.perf_counter()
             row = evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, first, self.dist)
             progress.scores[first] = cont.start_row(self.method_name, row)
+            progress.eval_seconds += time.perf_counter() - started
             logger.info("%s: continuing %s after its %d task(s)", self.method_name, cont.run_dir, first)
         else:
             progress = Progress(scores=[list(self.base_scores)])
