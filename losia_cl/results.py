@@ -227,6 +227,12 @@ class RunInfo:
         "{method: {lr, source, file}}: each method's learning rate and where it came from: `default`, `--lr` or "
         "`tune.json` (then `file` names it).", default_factory=dict,
     )
+    timings: dict[str, float] | None = documented(
+        "{part: wall-clock seconds} of the work done once for all methods: load (the base model), "
+        "base_evaluation (row 0 of the score matrices), probe_reference (the general probe on the base model), "
+        "stability_reference (the base weights' spectra); "
+        "null when an earlier start of the run did it.", None,
+    )
     format: str = documented(f"File format and version: {RUN_FORMAT!r}.", RUN_FORMAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -262,6 +268,7 @@ class RunInfo:
             finished_at=_optional_str(data.get("finished_at"), path, "finished_at"),
             world_size=_as_int(data.get("world_size", 1), path, "world_size", minimum=1),
             learning_rates=_validate_learning_rates(data.get("learning_rates"), path),
+            timings=_validate_timings(data.get("timings"), path),
         )
 
 
@@ -275,6 +282,14 @@ def _validate_learning_rates(value: Any, path: Path) -> dict[str, dict[str, Any]
             raise DataError(f"{_where(path, f'learning_rates.{method}.source')} must be default, --lr or tune.json, "
                             f"got {source!r}")
     return rates
+
+
+def _validate_timings(value: Any, path: Path) -> dict[str, float] | None:
+    """``{part: seconds}``, each a finite number >= 0 (null: not recorded)."""
+    record = _as_dict(value, path, "timings", nullable=True)
+    if record is None:
+        return None
+    return {str(part): _as_float(seconds, path, f"timings.{part}") for part, seconds in record.items()}
 
 
 def read_run_info(path: Path) -> RunInfo:
@@ -329,21 +344,28 @@ class MethodResults:
         "{task: method.describe(optimizer)}, what the method did during that task ({} for dense methods).",
         default_factory=dict,
     )
-    loglik_scores: list[list[float]] | None = documented(
+    loglik_scores: list[list[float | None]] | None = documented(
         "(T+1) x T graded scores: the mean log-likelihood per answer token (nats, <= 0) of each task's test "
-        "references, teacher-forced, after each stage (row 0 the base model).", None
+        "references, teacher-forced, after each stage (row 0 the base model); null cells as in scores.", None
     )
     loglik_metrics: dict[str, Any] | None = documented(
         "cl_metrics(loglik_scores, bounded=False).to_dict(): AP, BWT, FWT, forgetting, LA on the graded scores.", None
     )
     retention: dict[str, Any] | None = documented(
-        "The general probe after each stage (base first): kl (mean KL(base || model) per reference token), kept "
+        "The general probe at each stage (base first): kl (mean KL(base || model) per reference token), kept "
         "(share of the base model's right answers still right, null if it had none), right (items right now), "
-        "items, base_right, continuation; null under --no-retention.", None
+        "items, base_right, continuation; the probe runs on the base model and after the last task (after every "
+        "task with --measure-every-task), a stage it skipped is null in kl, kept and right; null under "
+        "--no-retention.", None
+    )
+    timings: dict[str, float] | None = documented(
+        "{part: wall-clock seconds} of the method's run: load (the model), train (optimizer steps), evaluation "
+        "(greedy generation and graded log-likelihood, one forward pass), probe, metrics (stability, overlap), "
+        "checkpoint (writing checkpoints); train_seconds = train, eval_seconds = evaluation + probe.", None
     )
     continued_from: dict[str, Any] | None = documented(
         "For a run continuing another (`--from`, docs/saved-models.md): {run: its folder, tasks: how many of the "
-        "first tasks it trained}; loglik_scores, retention and stability are null then. Null otherwise.", None
+        "first tasks it trained}; retention and stability are null then. Null otherwise.", None
     )
     saved_models: dict[str, Any] | None = documented(
         "The trained models kept (docs/saved-models.md), paths relative to the method's folder: `final` (the "
@@ -411,6 +433,7 @@ class MethodResults:
             if earlier >= len(tasks):
                 raise DataError(f"{_where(path, 'continued_from.tasks')} = {earlier} leaves no task of its own "
                                 f"among the {len(tasks)}")
+        timings = _validate_timings(data.get("timings"), path)
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
@@ -418,7 +441,7 @@ class MethodResults:
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
             lr_mass=lr_mass, losses=losses, method_record=record,
             loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, saved_models=saved,
-            continued_from=continued,
+            continued_from=continued, timings=timings,
         )
 
 
@@ -432,13 +455,14 @@ def _validate_loglik(value: Any, path: Path, tasks: Sequence[str]) -> tuple[Any,
     if not isinstance(value, list) or len(value) != t + 1 or not all(
             isinstance(r, list) and len(r) == t for r in value):
         raise DataError(f"{_where(path, 'loglik_scores')} must be {t + 1} rows of {t} values (like 'scores')")
-    matrix = [[_as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None) for j, v in enumerate(row)]
-              for i, row in enumerate(value)]
+    matrix = [[None if v is None and 1 <= i < j else _as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None)
+               for j, v in enumerate(row)] for i, row in enumerate(value)]
     return matrix, cl_metrics(matrix, bounded=False).to_dict()
 
 
 def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any] | None:
-    """The optional general-probe record: ``kl`` (finite) and ``kept`` (0-1 or null), one per stage."""
+    """The optional general-probe record: ``kl`` (finite) and ``kept`` (0-1 or null), one per stage (null at a stage
+    the probe skipped; the base and the last stage are always measured)."""
     record = _as_dict(value, path, "retention", nullable=True)
     if record is None:
         return None
@@ -448,7 +472,7 @@ def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any
             raise DataError(f"{_where(path, f'retention.{key}')} must be a list of {num_tasks + 1} values "
                             "(base, then one per task)")
         for i, v in enumerate(series):
-            if v is None and key == "kept":
+            if v is None and (key == "kept" or 0 < i < num_tasks):  # kept: undefined; kl: a stage not probed
                 continue
             number = _as_float(v, path, f"retention.{key}[{i}]", minimum=None)
             if key == "kept" and not 0.0 <= number <= 1.0:

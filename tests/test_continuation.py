@@ -61,7 +61,10 @@ def test_continued_stream_extends_the_score_matrix(tmp_path, caplog):
         assert after["metrics"]["bwt"] == pytest.approx(
             ((scores[3][0] - scores[1][0]) + (scores[3][1] - scores[2][1])) / 2)
         assert after["continued_from"] == {"run": str(first.out_dir), "tasks": 2}
-        assert after["loglik_scores"] is None and after["stability"] is None
+        graded = after["loglik_scores"]  # the graded matrix is laid out the same way
+        assert [row[:2] for row in graded[:3]] == before["loglik_scores"] and graded[1][2] is None
+        assert after["loglik_metrics"] == json.loads(json.dumps(cl_metrics(graded, bounded=False).to_dict()))
+        assert after["stability"] is None
         assert set(after["steps"]) == {"ay", "bee", "cee"} and after["losses"]["ay"] == before["losses"]["ay"]
         assert (second.out_dir / method / "model" / "saved_model.json").exists()
     # the report shows the joined stream, the cell never measured as a dash

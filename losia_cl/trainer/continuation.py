@@ -14,10 +14,10 @@ score matrix covers the whole history:
 
 Carried over: the saved weights (a peft adapter is loaded trainable and trained further; a PiSSA adapter was
 saved as the equivalent LoRA and goes on as one), the earlier tasks' results (losses, steps, method records,
-timings).  Not carried over: optimizer states (every method starts a new optimizer at every task anyway,
-LoSiA its subnets and moments too), the graded log-likelihood scores, the general-knowledge probe and the
-weight-stability record, which need the base model as the starting point; they are null in the new
-results.json.  Subnet overlap covers the new tasks.
+timings), the graded log-likelihood matrix (laid out as the score matrix).  Not carried over: optimizer
+states (every method starts a new optimizer at every task anyway, LoSiA its subnets and moments too), the
+general-knowledge probe and the weight-stability record, which measure from the base model the continued run
+does not start from; they are null in the new results.json.  Subnet overlap covers the new tasks.
 """
 
 from __future__ import annotations
@@ -66,9 +66,13 @@ class Continuation:
         name = self.earlier.name if new.name == self.earlier.name else f"{self.earlier.name}+{new.name}"
         return Stream(name=name, tasks=(*self.earlier.tasks, *new.tasks), description=new.description)
 
-    def base_row(self) -> list[float]:
-        """Row 0 of RUN_DIR (the base model on its tasks; the same for every method)."""
-        return list(next(iter(self.results.values())).scores[0])
+    def base_rows(self, scores: list[float], loglik: list[float] | None) -> tuple[list[float], list[float] | None]:
+        """Row 0 of both matrices over the joined stream: RUN_DIR's on its tasks (the same for every method),
+        ``scores``/``loglik`` (the base model on the new tasks) on the others; the graded row None when either
+        part is unknown."""
+        first = next(iter(self.results.values()))
+        graded = None if loglik is None or first.loglik_scores is None else list(first.loglik_scores[0]) + list(loglik)
+        return list(first.scores[0]) + list(scores), graded
 
     def loader(self, method: str, load_base: Callable[[], tuple[Any, Any]], load_path: Callable[[str], tuple[Any, Any]]
                ) -> Callable[[], tuple[Any, Any]]:
@@ -88,35 +92,49 @@ class Continuation:
 
         return load
 
-    def initial_progress(self, method: str, base_scores: list[float]) -> dict[str, Any]:
-        """The fields of the trainer's ``Progress`` at the start of the new tasks: RUN_DIR's rows and records."""
+    def carries_loglik(self, method: str, base_loglik: list[float] | None) -> bool:
+        """Whether the graded matrix spans the history: RUN_DIR recorded it and ``base_loglik`` (row 0 over the
+        joined stream, :meth:`base_rows`) is known."""
+        return self.results[method].loglik_scores is not None and base_loglik is not None
+
+    def initial_progress(self, method: str, base_scores: list[float], base_loglik: list[float] | None
+                         ) -> dict[str, Any]:
+        """The fields of the trainer's ``Progress`` at the start of the new tasks: RUN_DIR's rows and records.
+
+        Row T₀ on the new tasks is left null for :meth:`start_row`.  Timings, losses, steps and method records
+        hold RUN_DIR's entries, so they cover the whole history.
+        """
         earlier = self.results[method]
         n_new = len(base_scores) - self.num_earlier
-        scores = [list(earlier.scores[0]) + list(base_scores[self.num_earlier:])]
-        scores += [list(row) + [MISSING] * n_new for row in earlier.scores[1:]]
+        scores = [list(base_scores)] + [list(row) + [MISSING] * n_new for row in earlier.scores[1:]]
+        if self.carries_loglik(method, base_loglik):
+            loglik = [list(base_loglik)] + [list(row) + [MISSING] * n_new for row in earlier.loglik_scores[1:]]
+        else:  # placeholders (one row per stage, as a checkpoint expects); null in results.json
+            loglik = [[MISSING] * len(base_scores) for _ in earlier.scores]
+        timings = dict(earlier.timings or {"train": earlier.train_seconds, "evaluation": earlier.eval_seconds or 0.0})
         return {
-            "scores": scores,
+            "scores": scores, "loglik_scores": loglik, "timings": timings,
             "losses": dict(earlier.losses), "steps": dict(earlier.steps),
             "updating_steps": dict(earlier.updating_steps), "lr_mass": dict(earlier.lr_mass),
-            "train_seconds": earlier.train_seconds, "eval_seconds": earlier.eval_seconds or 0.0,
             "peak_memory_bytes": earlier.peak_memory_bytes, "method_record": dict(earlier.method_record),
-            # placeholders (one row per stage, as a checkpoint expects): not carried over, null in results.json
-            "loglik_scores": [[MISSING] * len(base_scores) for _ in earlier.scores],
         }
 
-    def start_row(self, method: str, measured: list[float]) -> list[float]:
-        """Row T₀: RUN_DIR's scores on its tasks, ``measured`` (the saved model now) on the new ones.
+    def start_row(self, method: str, scores: list[float], loglik: list[float]) -> tuple[list[float], list[float]]:
+        """Row T₀ of both matrices: RUN_DIR's on its tasks, the measured ``scores``/``loglik`` of the saved model
+        now on the new ones.
 
         A measured score on an earlier task that differs from RUN_DIR's is logged: the saved model should give it.
         """
-        earlier = self.results[method].scores[self.num_earlier]
-        differing = [task.name for task, old, now in zip(self.earlier.tasks, earlier, measured)
-                     if abs(old - now) > 1e-9]
+        earlier = self.results[method]
+        row = earlier.scores[self.num_earlier]
+        differing = [task.name for task, old, now in zip(self.earlier.tasks, row, scores) if abs(old - now) > 1e-9]
         if differing:
             logger.warning("%s: the model saved in %s scores %s differently than that run did (%s)", method,
                            self.run_dir, ", ".join(differing),
-                           ", ".join(f"{o:.3f} -> {m:.3f}" for o, m in zip(earlier, measured)))
-        return list(earlier) + list(measured[self.num_earlier:])
+                           ", ".join(f"{o:.3f} -> {m:.3f}" for o, m in zip(row, scores)))
+        graded = (earlier.loglik_scores[self.num_earlier] if earlier.loglik_scores is not None
+                  else [MISSING] * self.num_earlier)
+        return list(row) + list(scores[self.num_earlier:]), list(graded) + list(loglik[self.num_earlier:])
 
 
 def _earlier_stream(run_dir: Path, info: RunInfo, load_stream: Callable[[RunConfig], Stream], depth: int = 0) -> Stream:
