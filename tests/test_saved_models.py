@@ -163,3 +163,18 @@ def test_resume_after_an_interrupted_save_keeps_one_complete_model(tmp_path, mon
     a = load_file(folder / LATEST / "adapter_model.safetensors")
     b = load_file(straight.out_dir / "lora" / LATEST / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_saved_files_follow_the_umask(tmp_path):
+    """Every saved file gets the permissions the umask gives (safetensors alone would make some private)."""
+    import os
+
+    method, model, tokenizer = _trained("full")
+    old = os.umask(0o027)
+    try:
+        ModelSaver(tmp_path / "full", tmp_path, "full", "tiny-llama", enabled=True, every_task=False).save(
+            model, tokenizer, 1, "a")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "full" / LATEST).iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o640}, modes

@@ -16,7 +16,8 @@ rank over the unmodified base model (peft's ``path_initial_model_for_weight_conv
 the same base model as the others.
 
 A folder only appears complete: it is written into a new temporary folder ``.<name>.<random>.tmpdir``
-(created with ``mkdir``, so nothing planted beforehand lies inside it; its files are synced), then renamed
+(created with ``mkdir``, so nothing planted beforehand lies inside it; its files get the permissions the
+user's umask gives and are synced), then renamed
 into place; a folder it replaces is first renamed aside to ``.<name>.<random>.old`` and removed afterwards.
 A process killed at any moment leaves either the previous complete folder, the new complete folder, or
 (between the two renames) none; :func:`remove_stale_model_folders` clears the leftovers at the next start.
@@ -115,10 +116,12 @@ def is_peft_model(model: nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def _sync_tree(folder: Path) -> None:
-    """fsync every file under ``folder`` and the folders themselves (a rename then publishes durable data)."""
+def _sync_tree(folder: Path, mode: int) -> None:
+    """Give every file under ``folder`` the permissions ``mode`` and fsync it and the folders themselves (a rename
+    then publishes durable data)."""
     for parent, _dirs, files in os.walk(folder):
         for name in files:
+            os.chmod(Path(parent) / name, mode)
             fd = os.open(Path(parent) / name, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -197,8 +200,9 @@ def save_model(model: nn.Module, tokenizer: Any, target: Path, description: Save
     try:
         kind = _write_model(model, tokenizer, tmp, initial_adapter)
         description.kind = kind
-        atomic_write_json(inside(tmp, SAVED_FILE), description.to_json(), root=root)
-        _sync_tree(tmp)
+        written = atomic_write_json(inside(tmp, SAVED_FILE), description.to_json(), root=root)
+        # the libraries create some files private (0600): every file gets the mode the umask gives ours
+        _sync_tree(tmp, written.stat().st_mode & 0o777)
         check_within(target, root)
         old = None
         if target.exists() or target.is_symlink():
