@@ -103,4 +103,6 @@ def test_bad_from_is_refused_in_one_line_with_nothing_written(tmp_path, capsys):
     assert "--no-save" in run(unsaved.out_dir)
     assert "methods" in run(unsaved.out_dir, methods="full")
     assert "--model tiny-llama" in run(unsaved.out_dir, model="smollm2-135m")
+    assert "--seeds" in _refused(capsys, "run", "--model", "tiny-llama", "--methods", "losia,lora", "--seeds", "0,1",
+                                 "--out", str(out), "--from", str(unsaved.out_dir))
     assert not out.exists()
