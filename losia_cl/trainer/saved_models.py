@@ -40,6 +40,8 @@ from torch import nn
 
 from losia_cl.errors import DataError
 from losia_cl.files import check_within, write_error
+from losia_cl.optim.pro import unpatch
+from losia_cl.results import read_json
 from losia_cl.trainer.files import atomic_write_json, inside
 
 logger = logging.getLogger(__name__)
@@ -73,8 +75,6 @@ class SavedModel:
     @classmethod
     def read(cls, folder: Path) -> SavedModel:
         """The description in ``folder``; :class:`DataError` naming the file when it is missing or not ours."""
-        from losia_cl.results import read_json
-
         path = folder / SAVED_FILE
         data = read_json(path)
         if data.get("format") != SAVED_FORMAT:
@@ -272,8 +272,6 @@ class ModelSaver:
         """Save the model after task ``task`` (the ``stage``-th); None when saving is off or not this process's."""
         if not (self.enabled and self.writes):
             return None
-        from losia_cl.optim.pro import unpatch
-
         unpatch(model)  # LoSiA-Pro layers (if any are left) back to plain nn.Linear: the transformers layout
         description = SavedModel(kind="transformers", method=self.method, base_model=self.base_model, stage=stage,
                                  task=task)
