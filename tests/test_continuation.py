@@ -43,7 +43,7 @@ def test_continued_stream_extends_the_score_matrix(tmp_path, caplog):
     first = run_experiment(RunConfig(out=str(tmp_path / "first"), tasks=("ay", "bee"), **_options(manifest)))
     with caplog.at_level(logging.WARNING, logger="losia_cl"):
         second = run_experiment(RunConfig(out=str(tmp_path / "second"), tasks=("cee",), from_run=str(first.out_dir),
-                                          **_options(manifest)))
+                                          save_every_task=True, **_options(manifest)))
     # the saved models reproduce the earlier run's scores on its tasks (no mismatch is reported)
     assert not [r for r in caplog.records if "differently" in r.getMessage()]
     run = json.loads((second.out_dir / "run.json").read_text())
@@ -66,7 +66,10 @@ def test_continued_stream_extends_the_score_matrix(tmp_path, caplog):
         assert after["loglik_metrics"] == json.loads(json.dumps(cl_metrics(graded, bounded=False).to_dict()))
         assert after["stability"] is None
         assert set(after["steps"]) == {"ay", "bee", "cee"} and after["losses"]["ay"] == before["losses"]["ay"]
-        assert (second.out_dir / method / "model" / "saved_model.json").exists()
+        # the models of this run's tasks only (the earlier ones stay in the earlier run's folder)
+        assert after["saved_models"] == {"final": "models/3-cee", "tasks": {"cee": "models/3-cee"}}
+        assert (second.out_dir / method / "models" / "3-cee" / "saved_model.json").exists()
+        assert not (second.out_dir / method / "models" / "1-ay").exists()
     # the report shows the joined stream, the cell never measured as a dash
     from losia_cl.report import build_report
 

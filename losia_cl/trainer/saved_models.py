@@ -97,15 +97,15 @@ def stage_folder_name(stage: int, task: str) -> str:
     return f"{stage}-{task}"
 
 
-def saved_paths(tasks: list[str], every_task: bool) -> dict[str, Any]:
+def saved_paths(tasks: list[str], every_task: bool, first: int = 0) -> dict[str, Any]:
     """The ``saved_models`` entry of results.json: paths relative to the method's folder.
 
     ``final``: the model after the last task; ``tasks``: ``{task: path}`` of every kept task's model
-    (``{}`` unless ``every_task``).
+    (``{}`` unless ``every_task``), the tasks from index ``first`` on (those the run trained).
     """
     if not every_task:
         return {"final": LATEST, "tasks": {}}
-    per_task = {task: f"{PER_TASK}/{stage_folder_name(i, task)}" for i, task in enumerate(tasks, 1)}
+    per_task = {task: f"{PER_TASK}/{stage_folder_name(i, task)}" for i, task in enumerate(tasks, 1) if i > first}
     return {"final": per_task[tasks[-1]], "tasks": per_task}
 
 
@@ -278,7 +278,8 @@ class ModelSaver:
         return save_model(model, tokenizer, self.target(stage, task), description, root=self.root,
                           initial_adapter=initial_adapter if is_peft_model(model) else None)
 
-    def pointers(self, tasks: list[str]) -> dict[str, Any] | None:
-        """The ``saved_models`` entry of results.json (None when saving is off)."""
-        return saved_paths(tasks, self.every_task) if self.enabled else None
+    def pointers(self, tasks: list[str], first: int = 0) -> dict[str, Any] | None:
+        """The ``saved_models`` entry of results.json (None when saving is off); ``first``: the index of the first
+        task the run trained (a continued run keeps no model of the earlier run's tasks)."""
+        return saved_paths(tasks, self.every_task, first) if self.enabled else None
 

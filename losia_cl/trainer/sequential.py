@@ -407,7 +407,7 @@ class SequentialTrainer:
             loglik_metrics=None if loglik is None else cl_metrics(loglik, bounded=False).to_dict(),
             retention=self._retention_summary(progress.retention),
             continued_from=continued,
-            saved_models=self.saver.pointers(tasks),
+            saved_models=self.saver.pointers(tasks, 0 if cont is None else cont.num_earlier),
         ).to_json()
         self._sync.close()
         if not self.dist.is_main:
