@@ -277,9 +277,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     command = ["losia-cl", *sys.argv[1:]]
     seeds = None if "seed" in vars(args) and "seeds" not in vars(args) else _preset_value(args, "run", "seeds", None)
     if seeds and len(seeds) > 1:
-        if config.from_run:
-            raise ConfigError("--from continues one run folder, --seeds runs several: continue each seed's run "
-                              "folder (OUT/seed<N>) in its own run")
         outcomes = run_seeds(config, seeds, command=command)
         for seed, outcome in zip(seeds, outcomes):
             sys.stdout.write(f"\nseed {seed}:\n" + comparison_table(outcome.results) + "\n")
