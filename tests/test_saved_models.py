@@ -178,3 +178,18 @@ def test_saved_files_follow_the_umask(tmp_path):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "full" / LATEST).iterdir()}
     assert "model.safetensors" in modes and set(modes.values()) == {0o640}, modes
+
+
+@pytest.mark.parametrize("final", ["../other/model", "/etc", "models/../../x", ""])
+def test_results_refuse_saved_paths_outside_the_method_folder(tmp_path, final):
+    from losia_cl.errors import DataError
+    from losia_cl.results import read_results
+
+    run = run_experiment(RunConfig(methods=("lora",), out=str(tmp_path / "run"), **{**SMALL, "tasks": ("check",)}))
+    path = run.out_dir / "lora" / "results.json"
+    data = json.loads(path.read_text())
+    assert read_results(path).saved_models == {"final": "model", "tasks": {}}
+    data["saved_models"]["final"] = final
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="saved_models.final"):
+        read_results(path)
