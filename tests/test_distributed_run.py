@@ -103,6 +103,7 @@ def test_only_rank_zero_writes(tmp_path):
     written = sorted(str(p.relative_to(tmp_path / "rank0")) for p in (tmp_path / "rank0").rglob("*") if p.is_file())
     assert "run.json" in written and "losia-pro/results.json" in written and "losia-pro/scores.csv" in written
     assert "losia-pro/predictions/stage2-position.jsonl" in written
+    assert "losia-pro/model/model.safetensors" in written  # the saved model, by rank 0 alone
     assert not (tmp_path / "rank1").exists()
 
 
