@@ -160,3 +160,18 @@ def test_a_replaying_method_takes_its_own_rate_else_the_plain_methods_tuned_rate
                      "losia+replay": (7e-3, "--lr")}
     assert config.options_for("lora+replay") == {"lr": 5e-4}
     assert default_lr("lora+replay") == default_lr("lora") == 1e-3
+
+
+def test_a_continued_run_replays_the_earlier_tasks_and_refuses_a_regularizing_method(tmp_path):
+    options = {**TINY, "tasks": ("category",), "checkpoint_every": 0}
+    first = run_experiment(RunConfig(out=str(tmp_path / "first"), methods=("full+replay",), replay_buffer=3,
+                                     **options)).out_dir
+    second = run_experiment(RunConfig(out=str(tmp_path / "second"), methods=("full+replay",), replay_buffer=3,
+                                      from_run=str(first), **{**options, "tasks": ("position",)}))
+    record = second.results["full+replay"]["method_record"]["position"]["replay"]
+    assert (record["buffer_examples"], record["replayed_examples"]) == (3, 2)  # round(0.25/0.75 · 6)
+    run_experiment(RunConfig(out=str(tmp_path / "ewc"), methods=("ewc",), **options))
+    with pytest.raises(LosiaError, match=r"ewc learn\(s\) from every earlier task .* they cannot be continued"):
+        run_experiment(RunConfig(out=str(tmp_path / "ewc2"), methods=("ewc",), from_run=str(tmp_path / "ewc"),
+                                 **{**options, "tasks": ("position",)}))
+    assert not (tmp_path / "ewc2").exists()

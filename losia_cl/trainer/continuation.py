@@ -159,6 +159,12 @@ def _earlier_stream(run_dir: Path, info: RunInfo, load_stream: Callable[[RunConf
     return stream
 
 
+def _regularizes(config: RunConfig, method: str) -> bool:
+    from losia_cl.methods import RegularizedMethod
+
+    return isinstance(config.create_method(method), RegularizedMethod)
+
+
 def read_continuation(config: RunConfig, new: Stream, load_stream: Callable[[RunConfig], Stream]) -> Continuation:
     """Check that ``config.from_run`` can be continued by this run of the stream ``new``; nothing is written.
 
@@ -181,6 +187,10 @@ def read_continuation(config: RunConfig, new: Stream, load_stream: Callable[[Run
     if sorted(info.methods) != sorted(config.methods):
         raise _refuse(run_dir, f"it trained the methods {', '.join(info.methods)}, this run asks for "
                                f"{', '.join(config.methods)}; continue the same methods (--methods)")
+    regularizing = [m for m in config.methods if _regularizes(config, m)]
+    if regularizing:
+        raise _refuse(run_dir, f"{', '.join(regularizing)} learn(s) from every earlier task (EWC's Fisher, O-LoRA's "
+                               "earlier adapters), which the saved models do not keep; they cannot be continued")
     if info.model != config.model:
         raise _refuse(run_dir, f"it trained the model {info.model!r}, this run asks for {config.model!r}; "
                                f"pass --model {info.model}")

@@ -86,6 +86,11 @@ class TrainingExtras:
         if self.replay is not None:
             self.replay.add_task(task.name, ctx.task_index, len(task.train))
 
+    def remember(self, task: Task, task_index: int) -> None:
+        """A task trained before this run (``--from``): the buffer keeps a sample of its examples all the same."""
+        if self.replay is not None:
+            self.replay.add_task(task.name, task_index, len(task.train))
+
     def describe(self, steps: list[list[list[int]]], num_examples: int) -> dict[str, Any]:
         """The replay record of a task trained on ``steps`` (``{}`` without replay)."""
         if self.replay is None:

@@ -278,6 +278,8 @@ class SequentialTrainer:
 
         for index, task in enumerate(self.stream):
             if index < first or (checkpoint is not None and index < checkpoint.task_index):
+                if checkpoint is None:  # a continued run's earlier tasks: replay keeps examples of them too
+                    self.extras.remember(task, index)
                 continue
             batches = self.extras.mix(config.batch_plan.steps(len(task.train), index), len(task.train), index)
             ctx = self._context(index, len(batches))
