@@ -166,6 +166,8 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option("retention", "--no-retention", action="store_false",
                help="Skip the general-knowledge probe after every task.")
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
+        option("tensorboard", "--tensorboard", action="store_true",
+               help=helps["tensorboard"] + " See docs/results-format.md.")
         p.add_argument("--seeds", type=_parse_seeds, default=argparse.SUPPRESS,
                        help="Run every method under every seed (e.g. 0,1,2), one run folder OUT/seed<N> each; within "
                             "a seed all methods see the same data in the same order (paired). The report gives "

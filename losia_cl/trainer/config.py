@@ -115,6 +115,9 @@ class RunConfig:
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
     progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
+    tensorboard: bool = documented(
+        "Write TensorBoard event files to <out>/tensorboard/<method>/: loss and applied learning rate per step, "
+        "scores after every task, subnet overlap (needs the tensorboard extra).", False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr or {}, dict):
@@ -168,9 +171,15 @@ class RunConfig:
         for name, options in self.method_options.items():
             if "lr" in options:
                 _check_lr(options["lr"], f"method_options: {name}.lr")
-        for key in ("chat_template", "resume", "progress", "report", "retention"):
+        for key in ("chat_template", "resume", "progress", "report", "retention", "tensorboard"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
+        if self.tensorboard:
+            from losia_cl.trainer.tensorboard_log import tensorboard_problem
+
+            problem = tensorboard_problem()
+            if problem is not None:
+                raise ConfigError(f"tensorboard = true {problem}")
         if self.lr_from is not None:
             from losia_cl.tune.select import read_tune_file
             from losia_cl.tune.sources import check_tune_matches

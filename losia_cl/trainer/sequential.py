@@ -32,6 +32,7 @@ from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write
 from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
+from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class SequentialTrainer:
             self.parallel = DataParallel(self.dist)
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
+        #: TensorBoard events (--tensorboard), opened by run()
+        self.log = TensorBoardLog(None, stream.task_names, [])
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -156,6 +159,7 @@ class SequentialTrainer:
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
             return
+        self.log.flush()
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
@@ -179,6 +183,11 @@ class SequentialTrainer:
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
+        self.log = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
+                              self.stream.task_names, config.steps_per_task(self.stream),
+                              None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
+        if checkpoint is None:
+            self.log.scores(0, progress.scores[0])
         probe = self._probe(model, tokenizer)
         if not progress.loglik_scores:
             progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
@@ -231,6 +240,10 @@ class SequentialTrainer:
             stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
+            self.log.scores(index + 1, progress.scores[-1])
+            if layout and self.log.enabled:
+                self.log.subnet_overlap(index + 1, overlap.summary(per_matrix=False))
+        self.log.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
     def _probe(self, base_model: nn.Module, tokenizer: Any):
@@ -279,6 +292,7 @@ class SequentialTrainer:
                 if layout:
                     self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
+                self.log.train_step(index, step, step_loss, lr)
                 progress.lr_mass[task.name] += lr
                 progress.updating_steps[task.name] += lr > 0
                 bar.update(1)
