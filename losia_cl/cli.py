@@ -309,7 +309,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from losia_cl.tune.grid import MAX_EXTENSIONS, parse_grid
     from losia_cl.tune.runner import DEFAULT_TUNE_TASKS, describe, run_tune
 
-    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False})
+    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False, "tensorboard": False})
     grid = parse_grid(args.grid, config.methods)
     outcome = run_tune(config, grid, tune_tasks=_preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS),
                        tune_seeds=_preset_value(args, "tune", "tune_seeds", None),
