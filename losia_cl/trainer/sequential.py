@@ -145,7 +145,7 @@ class SequentialTrainer:
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
         #: TensorBoard events (--tensorboard), opened by run()
-        self.log = TensorBoardLog(None, stream.task_names, [])
+        self.events = TensorBoardLog(None, stream.task_names, [])
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -159,7 +159,7 @@ class SequentialTrainer:
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
             return
-        self.log.flush()
+        self.events.flush()
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
@@ -183,11 +183,11 @@ class SequentialTrainer:
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
-        self.log = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
-                              self.stream.task_names, config.steps_per_task(self.stream),
-                              None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
+        self.events = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
+                                 self.stream.task_names, config.steps_per_task(self.stream),
+                                 None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
         if checkpoint is None:
-            self.log.scores(0, progress.scores[0])
+            self.events.scores(0, progress.scores[0])
         probe = self._probe(model, tokenizer)
         if not progress.loglik_scores:
             progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
@@ -240,10 +240,10 @@ class SequentialTrainer:
             stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
-            self.log.scores(index + 1, progress.scores[-1])
-            if layout and self.log.enabled:
-                self.log.subnet_overlap(index + 1, overlap.summary(per_matrix=False))
-        self.log.close()
+            self.events.scores(index + 1, progress.scores[-1])
+            if layout and self.events.enabled:
+                self.events.subnet_overlap(index + 1, overlap.summary(per_matrix=False))
+        self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
     def _probe(self, base_model: nn.Module, tokenizer: Any):
@@ -292,7 +292,7 @@ class SequentialTrainer:
                 if layout:
                     self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
-                self.log.train_step(index, step, step_loss, lr)
+                self.events.train_step(index, step, step_loss, lr)
                 progress.lr_mass[task.name] += lr
                 progress.updating_steps[task.name] += lr > 0
                 bar.update(1)
