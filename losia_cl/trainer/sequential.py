@@ -240,9 +240,7 @@ class SequentialTrainer:
             stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
             progress.stability = stability.to_dict()
             progress.overlap = overlap.to_dict() if layout else None
-            self.events.scores(index + 1, progress.scores[-1])
-            if layout and self.events.enabled:
-                self.events.subnet_overlap(index + 1, overlap.summary(per_matrix=False))
+            self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
         self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 

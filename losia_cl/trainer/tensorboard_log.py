@@ -99,6 +99,14 @@ class TensorBoardLog:
             if value is not None:
                 self._writer.add_scalar(f"subnet/{name}", value, self.offsets[stage])
 
+    def after_task(self, stage: int, row: Sequence[float], overlap: Any = None) -> None:
+        """The scores after ``stage`` tasks, and the subnets of a ``SubnetOverlapTracker`` (None: no subnets)."""
+        if self._writer is None:
+            return
+        self.scores(stage, row)
+        if overlap is not None:
+            self.subnet_overlap(stage, overlap.summary(per_matrix=False))
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
