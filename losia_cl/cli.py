@@ -20,7 +20,8 @@ from losia_cl.help_formatter import EXIT_USAGE, CommandParser
 
 logger = logging.getLogger("losia_cl")
 #: Third-party loggers kept at WARNING unless -vv.
-NOISY_LIBRARIES = ("transformers", "datasets", "peft", "urllib3", "filelock", "huggingface_hub", "fsspec")
+NOISY_LIBRARIES = ("transformers", "datasets", "peft", "urllib3", "filelock", "huggingface_hub", "fsspec", "accelerate",
+                   "avalanche", "torch.distributed")
 
 
 def _verbosity_options() -> argparse.ArgumentParser:
@@ -164,7 +165,8 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
     if run_only:
         option("lr_from", metavar="TUNE.json")
         option("retention", "--no-retention", action="store_false",
-               help="Skip the general-knowledge probe after every task.")
+               help="Skip the general-knowledge probe (run on the base model and after the last task).")
+        option("measure_every_task", "--measure-every-task", action="store_true", help=helps["measure_every_task"])
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
         option("tensorboard", "--tensorboard", action="store_true",
                help=helps["tensorboard"] + " See docs/results-format.md.")
@@ -262,7 +264,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from losia_cl.trainer.experiment import run_experiment
     from losia_cl.trainer.seeds import run_seeds
-    from losia_cl.trainer.summary import comparison_table
+    from losia_cl.trainer.summary import comparison_table, time_table
 
     if args.nproc != 1:
         return _launch(config, args)
@@ -281,6 +283,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if outcome.rank != 0:  # under torchrun rank 0 prints for every rank
         return 0
     sys.stdout.write("\n" + comparison_table(outcome.results) + "\n")
+    times = time_table(outcome.results, outcome.timings)
+    if times:
+        sys.stdout.write("\n" + times + "\n")
     sys.stdout.write(f"\nresults: {outcome.out_dir}/<method>/results.json (run: {outcome.out_dir}/run.json)\n")
     return _write_report(outcome.out_dir, config.report)
 
@@ -413,15 +418,36 @@ def _verbosity(args: argparse.Namespace) -> int:
     return getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
 
 
-def _configure_logging(verbosity: int) -> None:
+def _configure_logging(verbosity: int, progress: bool = True) -> None:
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(max(verbosity, -2), logging.DEBUG)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports for all: the others only fail loudly
         level = max(level, logging.ERROR)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else max(level, logging.WARNING))
-    if verbosity < 1:  # deprecation notices of the libraries we drive are not the user's business
+    if verbosity < 1:  # deprecation notices and advice of the libraries we drive are not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    _library_progress_bars(progress and verbosity >= 0)
+
+
+def _library_progress_bars(wanted: bool) -> None:
+    """Turn off the progress bars of the libraries losia-cl drives (transformers' "Loading weights", the Hub's
+    downloads, datasets' maps) unless they are wanted and stderr is a terminal: in a pipe or a log file a bar
+    is a stream of carriage returns.  The environment switches are read when a library is imported (and by
+    the processes torchrun starts); a library imported already is switched off directly."""
+    from losia_cl.progress import disabled_by_environment
+
+    if wanted and sys.stderr.isatty() and not disabled_by_environment():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub, and transformers through it
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         args.bench_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _configure_logging(_verbosity(args))
+    _configure_logging(_verbosity(args), progress=getattr(args, "progress", True))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

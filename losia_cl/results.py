@@ -227,6 +227,12 @@ class RunInfo:
         "{method: {lr, source, file}}: each method's learning rate and where it came from: `default`, `--lr` or "
         "`tune.json` (then `file` names it).", default_factory=dict,
     )
+    timings: dict[str, float] | None = documented(
+        "{part: wall-clock seconds} of the work done once for all methods: load (the base model), "
+        "base_evaluation (row 0 of the score matrices), probe_reference (the general probe on the base model), "
+        "stability_reference (the base weights' spectra); "
+        "null when an earlier start of the run did it.", None,
+    )
     format: str = documented(f"File format and version: {RUN_FORMAT!r}.", RUN_FORMAT)
 
     def to_json(self) -> dict[str, Any]:
@@ -262,6 +268,7 @@ class RunInfo:
             finished_at=_optional_str(data.get("finished_at"), path, "finished_at"),
             world_size=_as_int(data.get("world_size", 1), path, "world_size", minimum=1),
             learning_rates=_validate_learning_rates(data.get("learning_rates"), path),
+            timings=_validate_timings(data.get("timings"), path),
         )
 
 
@@ -275,6 +282,14 @@ def _validate_learning_rates(value: Any, path: Path) -> dict[str, dict[str, Any]
             raise DataError(f"{_where(path, f'learning_rates.{method}.source')} must be default, --lr or tune.json, "
                             f"got {source!r}")
     return rates
+
+
+def _validate_timings(value: Any, path: Path) -> dict[str, float] | None:
+    """``{part: seconds}``, each a finite number >= 0 (null: not recorded)."""
+    record = _as_dict(value, path, "timings", nullable=True)
+    if record is None:
+        return None
+    return {str(part): _as_float(seconds, path, f"timings.{part}") for part, seconds in record.items()}
 
 
 def read_run_info(path: Path) -> RunInfo:
@@ -335,9 +350,16 @@ class MethodResults:
         "cl_metrics(loglik_scores, bounded=False).to_dict(): AP, BWT, FWT, forgetting, LA on the graded scores.", None
     )
     retention: dict[str, Any] | None = documented(
-        "The general probe after each stage (base first): kl (mean KL(base || model) per reference token), kept "
+        "The general probe at each stage (base first): kl (mean KL(base || model) per reference token), kept "
         "(share of the base model's right answers still right, null if it had none), right (items right now), "
-        "items, base_right, continuation; null under --no-retention.", None
+        "items, base_right, continuation; the probe runs on the base model and after the last task (after every "
+        "task with --measure-every-task), a stage it skipped is null in kl, kept and right; null under "
+        "--no-retention.", None
+    )
+    timings: dict[str, float] | None = documented(
+        "{part: wall-clock seconds} of the method's run: load (the model), train (optimizer steps), evaluation "
+        "(greedy generation and graded log-likelihood, one forward pass), probe, metrics (stability, overlap), "
+        "checkpoint (writing checkpoints); train_seconds = train, eval_seconds = evaluation + probe.", None
     )
     format: str = documented(f"File format and version: {RESULTS_FORMAT!r}.", RESULTS_FORMAT)
 
@@ -392,13 +414,14 @@ class MethodResults:
             _as_dict(entry, path, f"method_record.{task}")
         loglik, loglik_metrics = _validate_loglik(data.get("loglik_scores"), path, tasks)
         retention = _validate_retention(data.get("retention"), path, len(tasks))
+        timings = _validate_timings(data.get("timings"), path)
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
             total_parameters=total, train_seconds=train_s, peak_memory_bytes=peak, method_options=options,
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, subnet_overlap=overlap,
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
             lr_mass=lr_mass, losses=losses, method_record=record,
-            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention,
+            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, timings=timings,
         )
 
 
@@ -418,7 +441,8 @@ def _validate_loglik(value: Any, path: Path, tasks: Sequence[str]) -> tuple[Any,
 
 
 def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any] | None:
-    """The optional general-probe record: ``kl`` (finite) and ``kept`` (0-1 or null), one per stage."""
+    """The optional general-probe record: ``kl`` (finite) and ``kept`` (0-1 or null), one per stage (null at a stage
+    the probe skipped; the base and the last stage are always measured)."""
     record = _as_dict(value, path, "retention", nullable=True)
     if record is None:
         return None
@@ -428,7 +452,7 @@ def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any
             raise DataError(f"{_where(path, f'retention.{key}')} must be a list of {num_tasks + 1} values "
                             "(base, then one per task)")
         for i, v in enumerate(series):
-            if v is None and key == "kept":
+            if v is None and (key == "kept" or 0 < i < num_tasks):  # kept: undefined; kl: a stage not probed
                 continue
             number = _as_float(v, path, f"retention.{key}[{i}]", minimum=None)
             if key == "kept" and not 0.0 <= number <= 1.0:

@@ -70,8 +70,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 CATEGORY_NAMES: tuple[str, ...] = tuple(name for name, _ in CATEGORIES)
 NUM_ITEMS = len(CATEGORIES)
 
-DEFAULT_NUM_TRAIN = 128
-DEFAULT_NUM_TEST = 24
+DEFAULT_NUM_TRAIN = 64
+DEFAULT_NUM_TEST = 16
 DEFAULT_NUM_EVAL = 24
 MAX_EXAMPLES = 20_000  # per task, train, test and eval together
 
@@ -206,8 +206,8 @@ def load_demo(
     """The ``demo`` stream.
 
     Args:
-        num_train: training examples per task (default 128).
-        num_test: test examples per task (default 24; keeps the default run within its time budget).
+        num_train: training examples per task (default 64: 8 steps of 8).
+        num_test: test examples per task (default 16; keeps the default run within its time budget).
         num_eval: eval examples per task, for ``losia-cl tune`` (default 24; disjoint from train and test).
         seed: the examples depend on it, and on nothing else.
         tasks: a subset and order of ``category``, ``position``, ``successor``,

@@ -149,5 +149,6 @@ def test_losia_describes_the_resolved_config_of_each_task():
     record = method.describe(optimizer)
     assert json.loads(json.dumps(record)) == record
     config = record["config"]
-    assert (config["rank_factor"], config["schedule"], config["seed"], config["period"]) == (0.25, "sync", 7, 4)
+    # 8 steps: T = max(1, min(min_period, 8 // 16))
+    assert (config["rank_factor"], config["schedule"], config["seed"], config["period"]) == (0.25, "sync", 7, 1)
     optimizer.close()

@@ -50,7 +50,7 @@ def test_defaults(demo):
     assert demo.name == "demo"
     assert demo.task_names == ["category", "position", "successor", "predecessor"]
     for task in demo:
-        assert (len(task.train), len(task.test), len(task.eval)) == (128, 24, 24)
+        assert (len(task.train), len(task.test), len(task.eval)) == (64, 16, 24)
         assert task.metric == "accuracy"
         assert 1 <= task.max_new_tokens <= 8
 
@@ -68,7 +68,7 @@ def test_train_eval_and_test_prompts_are_disjoint_and_unique(demo):
         assert (len(train), len(test), len(evaluation)) == (len(task.train), len(task.test), len(task.eval))
         assert not train & test and not train & evaluation and not test & evaluation
         all_prompts |= train | test | evaluation
-    assert len(all_prompts) == 4 * (128 + 24 + 24)  # questions differ per task, so no prompt is shared
+    assert len(all_prompts) == 4 * (64 + 16 + 24)  # questions differ per task, so no prompt is shared
 
 
 def test_same_seed_same_examples_different_seed_different(demo):

@@ -58,12 +58,14 @@ def test_training_on_the_answers_raises_their_loglik():
 
 @pytest.mark.slow
 def test_a_run_records_the_graded_matrix_and_the_probe(tmp_path):
+    from dataclasses import replace
+
     from losia_cl.streams import load_stream
     from losia_cl.trainer import RunConfig, run_experiment
 
     config = RunConfig(model="tiny-llama", methods=("full",), tasks=("category", "position"), max_train_examples=16,
                        max_test_examples=4, max_length=64, lr={"full": 3e-3}, out=str(tmp_path / "run"),
-                       progress=False, report=False)
+                       progress=False, report=False, measure_every_task=True)
     results = run_experiment(config).results["full"]
     loglik = results["loglik_scores"]
     assert len(loglik) == 3 and all(len(row) == 2 for row in loglik)
@@ -76,3 +78,9 @@ def test_a_run_records_the_graded_matrix_and_the_probe(tmp_path):
     retention = results["retention"]
     assert retention["items"] >= 100 and len(retention["kl"]) == 3
     assert retention["kl"][0] == 0.0 and retention["kl"][2] > retention["kl"][1] > 0.0
+    assert [stage["stage"] for stage in results["stability"]["stages"]] == ["after category", "after position"]
+    # by default the probe and the stability analysis run after the last task only (the matrices stay complete)
+    last = run_experiment(replace(config, out=str(tmp_path / "last"), measure_every_task=False)).results["full"]
+    assert last["retention"]["kl"][1] is None and last["retention"]["kl"][2] == pytest.approx(retention["kl"][2])
+    assert [stage["stage"] for stage in last["stability"]["stages"]] == ["after position"]
+    assert last["scores"] == results["scores"] and last["loglik_scores"] == results["loglik_scores"]

@@ -17,6 +17,7 @@ from losia_cl.errors import ConfigError
 from losia_cl.methods import SubnetMethod, create_method, method_names
 from losia_cl.metrics import cl_metrics
 from losia_cl.trainer import RunConfig, run_experiment
+from losia_cl.timing import TIME_PARTS
 
 TASKS = ("category", "position", "check")
 SMALL = dict(model="tiny-llama", tasks=TASKS, max_train_examples=16, max_test_examples=6, batch_size=4,
@@ -30,10 +31,11 @@ def _config(tmp_path: Path, methods, **overrides) -> RunConfig:
 @pytest.mark.slow
 def test_every_method_end_to_end(tmp_path):
     methods = tuple(method_names())
-    outcome = run_experiment(_config(tmp_path, methods, lr={m: 1e-2 for m in methods}))
+    outcome = run_experiment(_config(tmp_path, methods, lr={m: 1e-2 for m in methods}, measure_every_task=True))
     run = json.loads((outcome.out_dir / "run.json").read_text())
     assert run["tasks"] == list(TASKS) and run["methods"] == list(methods) and run["finished_at"]
     assert run["versions"]["torch"] and run["config"]["seed"] == 0
+    assert run["timings"]["base_evaluation"] > 0 and run["timings"]["stability_reference"] > 0
     for method in methods:
         folder = outcome.out_dir / method
         results = json.loads((folder / "results.json").read_text())
@@ -45,6 +47,10 @@ def test_every_method_end_to_end(tmp_path):
         assert results["trainable_parameters"] > 0 and results["train_seconds"] > 0 and results["peak_memory_bytes"] > 0
         assert results["steps"] == {t: 4 for t in TASKS}  # 16 examples / batch 4, one epoch
         assert all(len(results["losses"][t]) == 4 for t in TASKS)
+        timings = results["timings"]
+        assert set(timings) == set(TIME_PARTS) and all(timings[p] > 0 for p in ("train", "evaluation", "checkpoint"))
+        assert results["train_seconds"] == timings["train"]
+        assert results["eval_seconds"] == pytest.approx(timings["evaluation"] + timings["probe"])
         stages = results["stability"]["stages"]
         assert len(stages) == 3
         # every task moved the weights: the optimizer stepped (the effective weights differ from the base

@@ -3,7 +3,7 @@
 The same pieces as the trainer's row 0: the stream selected by
 :func:`~losia_cl.trainer.experiment.load_run_stream`, the model loaded with the run's seed, greedy batched
 generation scored by each task's scorer (:class:`~losia_cl.trainer.evaluate.Evaluator`), the graded
-log-likelihood of the references (:func:`~losia_cl.trainer.loglik.answer_loglik`) and the general probe
+log-likelihood of the references (scored in the generation's forward pass) and the general probe
 (:class:`~losia_cl.retention.drift.GeneralProbe`).  Everything is checked before the first byte is
 written: the stream and its data, the output folder, the device, the model (and a PEFT adapter's base).
 """
@@ -32,7 +32,6 @@ from losia_cl.streams.types import Stream
 from losia_cl.trainer.evaluate import Evaluator
 from losia_cl.trainer.experiment import load_run_stream, resolve_device
 from losia_cl.trainer.files import inside
-from losia_cl.trainer.loglik import answer_loglik
 
 logger = logging.getLogger(__name__)
 
@@ -138,13 +137,9 @@ def run_eval(config: EvalConfig, command: list[str] | None = None) -> EvalOutcom
     reference = plan.reference
     started = time.perf_counter()
     evaluator = Evaluator(tokenizer, list(stream), batch_size=config.batch_size, max_length=config.max_length,
-                          chat_template=config.chat_template)
+                          chat_template=config.chat_template, references=True)
     evaluations = evaluator.evaluate(model, device, progress=config.progress, desc=f"evaluate {config.model}")
-    loglik = [
-        answer_loglik(model, tokenizer, task.test, batch_size=config.batch_size, max_length=config.max_length,
-                      chat_template=config.chat_template, device=device)
-        for task in stream
-    ]
+    loglik = [float(evaluation.loglik or 0.0) for evaluation in evaluations]
     probe_record = _probe_record(probe, model, reference)
     results = EvalResults(
         model=config.model, stream=stream.name, tasks=stream.task_names,

@@ -12,6 +12,16 @@ from losia_cl.methods.base import TargetWeight
 from losia_cl.methods.weights import block_linear_weights
 
 
+def adamw(params: list[nn.Parameter], **options: Any) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` over ``params``, fused (one kernel per step) where torch has the fused kernel for their
+    device and dtype, else its default: on a CPU the fused step over SmolLM2-135M's 134M parameters takes about
+    a seventh of the default multi-tensor step's time."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **options)
+    except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.AdamW(params, **options)
+
+
 class DenseMethodDefaults:
     """The :class:`Method` parts shared by methods without subnets (full fine-tuning, peft adapters)."""
 

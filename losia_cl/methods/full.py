@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from losia_cl.fields import documented
 from losia_cl.methods.base import TaskContext, is_number, register_method, require
-from losia_cl.methods.dense import DenseMethodDefaults
+from losia_cl.methods.dense import DenseMethodDefaults, adamw
 from losia_cl.methods.schedule import envelope_scheduler
 
 
@@ -42,7 +41,7 @@ class FullFineTuning(DenseMethodDefaults):
         return model
 
     def build_optimizer(self, model: nn.Module, ctx: TaskContext):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=1e-6)
+        optimizer = adamw(list(model.parameters()), lr=self.lr, weight_decay=self.weight_decay, eps=1e-6)
         return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
 
     def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:

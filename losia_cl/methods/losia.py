@@ -36,7 +36,8 @@ class LoSiAMethod:
     every matrix (``init='importance'``) and the slot length T is fitted to the task's budget
     (:func:`~losia_cl.optim.schedule.fit_schedule`): the async schedule with the longest
     ``T <= 50`` (the paper's) that lets every layer record and re-localize, or, when that T would
-    be below ``min_period``, the sync schedule with ``T = min_period``.  A one-step task trains
+    be below ``min_period``, the sync schedule with ``T = min(min_period, steps // 16)`` (at least 1), so
+    that its full-gradient recording takes at most an eighth of the task.  A one-step task trains
     random subnets (``init='random'``).  ``losia_options`` holds further :class:`LoSiAConfig`
     fields (``init``, ``schedule``, ``pro``, ... given there win).
     """
@@ -48,9 +49,9 @@ class LoSiAMethod:
         "Time-slot length T >= 1 in steps; null: fitted to each task's budget (T <= 50, see min_period).", None
     )
     min_period: int = documented(
-        "T_min >= 1: with period null, the fewest steps each layer records importance; a task too short for every "
-        "layer to record T_min steps in a slot of its own uses the sync schedule (all layers record together, "
-        "T = T_min).",
+        "T_min >= 1: with period null, the fewest steps each layer records importance in a slot of its own; a task "
+        "too short for that uses the sync schedule (all layers record together, each step a full-gradient step) "
+        "with T = min(T_min, steps // 16), at least 1.",
         4,
     )
     losia_options: dict[str, Any] = documented(

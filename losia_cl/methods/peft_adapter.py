@@ -6,12 +6,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from losia_cl.fields import documented
 from losia_cl.methods.base import TaskContext, is_number, require
-from losia_cl.methods.dense import DenseMethodDefaults
+from losia_cl.methods.dense import DenseMethodDefaults, adamw
 from losia_cl.methods.full import check_envelope
 from losia_cl.methods.schedule import envelope_scheduler
 from losia_cl.optim.targets import find_targets, subnet_size
@@ -85,7 +84,7 @@ class PeftAdapterMethod(DenseMethodDefaults):
 
     def build_optimizer(self, model: nn.Module, ctx: TaskContext):
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, eps=1e-6, weight_decay=0.0)
+        optimizer = adamw(params, lr=self.lr, eps=1e-6, weight_decay=0.0)
         return optimizer, envelope_scheduler(optimizer, ctx.num_training_steps, self.warmup_ratio, self.min_lr_ratio)
 
     def after_task(self, model: nn.Module, optimizer, ctx: TaskContext) -> nn.Module:

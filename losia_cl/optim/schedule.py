@@ -140,6 +140,8 @@ class SlotSchedule:
 
 #: the paper's slot length T, the longest slot :func:`fit_schedule` picks
 MAX_PERIOD = 50
+#: the sync fallback's slot is at most 1/SYNC_SHARE of the task (:func:`fit_schedule`)
+SYNC_SHARE = 16
 
 
 def fit_schedule(
@@ -151,8 +153,10 @@ def fit_schedule(
     needs ``(num_slots + 1) * T < num_steps`` (``num_slots * T`` with a random init): the last slot
     re-localizes before the last step, so every layer trains on a subnet chosen from this data.
     ``T = min(max_period, (num_steps - 1) // (num_slots + 1))``; when that is below ``min_period``,
-    every layer records together instead: ``'sync'`` with ``T = min_period`` (``(num_steps - 1) // 2``
-    if the task is shorter than ``2 * min_period`` steps, at least 1).
+    every layer records together instead: ``'sync'`` with ``T = min(min_period, num_steps // 16)``
+    (at least 1).  A sync recording step computes every matrix's full gradient, as a full
+    fine-tuning step does, and with ``init='importance'`` the task's first two slots record, so
+    this T keeps the recording to at most an eighth of the task (two steps in tasks under 32 steps).
     """
     if num_steps < 1 or num_slots < 1 or min_period < 1 or max_period < min_period:
         raise ValueError(f"fit_schedule: invalid sizes {num_steps=}, {num_slots=}, {min_period=}, {max_period=}")
@@ -160,9 +164,7 @@ def fit_schedule(
     period = min(max_period, (num_steps - 1) // (num_slots + extra))
     if period >= min_period:
         return period, "async"
-    if num_steps >= 2 * min_period:
-        return min_period, "sync"
-    return max(1, (num_steps - 1) // 2), "sync"
+    return max(1, min(min_period, num_steps // SYNC_SHARE)), "sync"
 
 
 def relocalization_counts(schedule: SlotSchedule, num_steps: int) -> list[int]:

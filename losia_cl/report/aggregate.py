@@ -80,12 +80,17 @@ class MethodRuns:
         rows, cols = matrices[0].shape
         return [[summarize([float(m[i, j]) for m in matrices]) for j in range(cols)] for i in range(rows)]
 
-    def retention_stats(self, key: str) -> list[Stat] | None:
-        """The general probe's ``kl`` or ``kept`` per stage (base first) over seeds (None if never measured)."""
+    def retention_stats(self, key: str) -> list[Stat | None] | None:
+        """The general probe's ``kl`` or ``kept`` per stage (base first) over the seeds that measured it (None for
+        a stage no seed probed; None for all if never measured)."""
         series = [r.retention[key] for r in self.results if r.retention is not None]
         if not series:
             return None
-        return [summarize([s[i] for s in series]) for i in range(len(series[0]))]
+        stages = []
+        for i in range(len(series[0])):
+            values = [s[i] for s in series if s[i] is not None]
+            stages.append(summarize(values) if values else None)
+        return stages
 
     def overlaps(self) -> list[dict[str, Any]]:
         return [r.subnet_overlap for r in self.results if r.subnet_overlap is not None]

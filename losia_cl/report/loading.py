@@ -65,6 +65,7 @@ class MethodResult:
     loglik_metrics: dict[str, Any] | None = None
     retention: dict[str, Any] | None = None
     method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: dict[str, float] | None = None
 
     def metric(self, key: str) -> float | None:
         """A headline value by column key: a CL metric, ``loglik_<metric>`` (the same metric on the graded
@@ -175,6 +176,7 @@ def _read_results(path: Path, method: str, run_tasks: Sequence[str]) -> MethodRe
         loglik_metrics=data.loglik_metrics,
         retention=data.retention,
         method_record=dict(data.method_record),
+        timings=None if data.timings is None else dict(data.timings),
     )
 
 

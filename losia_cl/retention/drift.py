@@ -27,10 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from losia_cl.retention.probe import ProbeItem, is_right, load_probe
-from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Example, Task
 from losia_cl.trainer.evaluate import Evaluator
-from losia_cl.trainer.loss import answer_logits
 
 #: tokens generated per probe prompt when judging answers.
 PROBE_NEW_TOKENS = 8
@@ -49,7 +47,11 @@ class RetentionPoint:
 
 
 class GeneralProbe:
-    """The base model's reference on the probe; :meth:`measure` compares any later model with it."""
+    """The base model's reference on the probe; :meth:`measure` compares any later model with it.
+
+    One forward pass over the probe prompts gives both numbers: the teacher-forced reference
+    continuations are scored in the prefill of the greedy generation (:mod:`losia_cl.trainer.decode`).
+    """
 
     def __init__(
         self,
@@ -69,60 +71,45 @@ class GeneralProbe:
         self.chat_template = chat_template
         self.device = device
         space = "" if chat_template else " "
-        features = encode_examples(
-            tokenizer, [Example(item.prompt, space + item.reference) for item in self.items],
-            max_length=max_length, chat_template=chat_template,
-        )
         probe_task = Task(name="general-probe", train=(Example(self.items[0].prompt, self.items[0].reference),),
-                          test=tuple(Example(item.prompt, item.reference) for item in self.items),
+                          test=tuple(Example(item.prompt, space + item.reference) for item in self.items),
                           metric="accuracy", max_new_tokens=PROBE_NEW_TOKENS)
         self._evaluator = Evaluator(tokenizer, [probe_task], batch_size=batch_size, max_length=max_length,
-                                    chat_template=chat_template)
-        pad = pad_token_id(tokenizer)
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-        self._batches = [
-            collate_for_training([features[i] for i in order[s:s + batch_size]], pad_token_id=pad)
-            for s in range(0, len(order), batch_size)
-        ]
-        self._base_logprobs = [lp.cpu() for lp in self._logprobs(base_model)]
-        self._base_right = self._right(base_model)
+                                    chat_template=chat_template, references=True)
+        said, logprobs = self._evaluator.generate_and_score(base_model, device, score=_keep_logprobs)
+        self._base_logprobs: list[torch.Tensor] = logprobs[0]
+        self._base_right = self._judge(said[0])
 
     @property
     def base_right(self) -> int:
         """How many probe items the base model answers right."""
         return sum(self._base_right)
 
-    @torch.no_grad()
-    def _logprobs(self, model: nn.Module) -> list[torch.Tensor]:
-        device = self.device or next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            out = []
-            for batch in self._batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits, _ = answer_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-                out.append(F.log_softmax(logits.float(), dim=-1))
-            return out
-        finally:
-            model.train(was_training)
+    def base_point(self) -> RetentionPoint:
+        """The base model's own point (KL 0, all its right answers kept), without a pass over the probe."""
+        return RetentionPoint(kl=0.0, kept=1.0 if self.base_right else None, right=self.base_right)
 
-    def _right(self, model: nn.Module) -> list[bool]:
-        predictions = self._evaluator.generate(model, self.device)[0]
+    def _judge(self, predictions: list[str]) -> list[bool]:
         return [is_right(prediction, item.answers) for prediction, item in zip(predictions, self.items)]
 
     def measure(self, model: nn.Module) -> RetentionPoint:
         """KL drift and kept share of ``model`` against the base."""
-        total = 0.0
-        positions = 0
-        for base, current in zip(self._base_logprobs, self._logprobs(model)):
-            base = base.to(current.device)
-            total += float(F.kl_div(current, base, log_target=True, reduction="sum"))
-            positions += base.shape[0]
-        right = self._right(model)
+
+        def drift(task: int, index: int, logprobs: torch.Tensor, targets: torch.Tensor) -> tuple[float, int]:
+            base = self._base_logprobs[index].to(logprobs.device)
+            return float(F.kl_div(logprobs, base, log_target=True, reduction="sum")), base.shape[0]
+
+        said, scored = self._evaluator.generate_and_score(model, self.device, score=drift)
+        total = sum(value[0] for value in scored[0])
+        positions = sum(value[1] for value in scored[0])
+        right = self._judge(said[0])
         kept = sum(r and b for r, b in zip(right, self._base_right))
         return RetentionPoint(
             kl=total / positions,
             kept=kept / self.base_right if self.base_right else None,
             right=sum(right),
         )
+
+
+def _keep_logprobs(task: int, index: int, logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return logprobs.cpu()

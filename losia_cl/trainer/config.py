@@ -98,7 +98,9 @@ class RunConfig:
     max_train_examples: int | None = documented("Training examples per task (default: all).", None)
     max_test_examples: int | None = documented("Test examples per task (default: all).", None)
     eval_batch_size: int = documented("Prompts per generation batch.", 32)
-    checkpoint_every: int = documented("Also checkpoint every N steps inside a task (0: only at task ends).", 50)
+    checkpoint_every: int = documented(
+        "Checkpoint every N steps inside a task and at every task's end, for --resume (0: no checkpoints; a "
+        "resumed run then restarts its unfinished method from its first task).", 0)
     lr: dict[str, float] = documented("Learning rate per method, overriding its default.", None)
     lr_from: str | None = documented(
         "tune.json written by losia-cl tune: its chosen learning rates (--lr still wins per method).", None)
@@ -106,7 +108,10 @@ class RunConfig:
         "Options per method, {method: {option: value}} (`losia-cl methods --options` lists them).", None
     )
     chat_template: bool = documented("Wrap prompts in the tokenizer's chat template.", False)
-    retention: bool = documented("After every task, measure drift from the base model on the general probe.", True)
+    retention: bool = documented("Measure drift from the base model on the general probe (after the last task).", True)
+    measure_every_task: bool = documented(
+        "Run the general probe and the weight-stability analysis after every task, not only after the last (the "
+        "score matrices are always complete).", False)
     dtype: str = documented("Weight dtype: float32 or bfloat16.", "float32")
     device: str = documented("cpu, cuda, cuda:N or auto.", "auto")
     dist_backend: str = documented(
@@ -171,7 +176,7 @@ class RunConfig:
         for name, options in self.method_options.items():
             if "lr" in options:
                 _check_lr(options["lr"], f"method_options: {name}.lr")
-        for key in ("chat_template", "resume", "progress", "report", "retention", "tensorboard"):
+        for key in ("chat_template", "resume", "progress", "report", "retention", "measure_every_task", "tensorboard"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
         if self.tensorboard:

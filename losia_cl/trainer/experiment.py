@@ -1,4 +1,5 @@
-"""A whole run: load the stream, score the base model once, run every method, write run.json."""
+"""A whole run: load the stream, score the base model once (and take the probe's reference from it), run every
+method, write run.json."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from losia_cl.distributed.context import DistContext
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.methods import create_method
 from losia_cl.results import RunInfo, read_results
 from losia_cl.streams import Stream, load_stream, stream_options
 from losia_cl.streams.own_data import data_file_mapping
@@ -26,7 +28,10 @@ from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
 from losia_cl.trainer.run_folder import RUN_FILE, RunLock, check_out_folder
 from losia_cl.trainer.checkpoint import Checkpoint
-from losia_cl.trainer.sequential import Progress, SequentialTrainer, evaluate_stage
+from losia_cl.trainer.sequential import (
+    Progress, SequentialTrainer, StageScores, base_probe, base_stability, evaluate_stage,
+)
+from losia_cl.timing import Timings
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +90,15 @@ _RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoi
 
 
 def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: Path) -> None:
-    """--resume must continue the same experiment: every result-changing field must match run.json's."""
+    """--resume must continue the same experiment: every result-changing field must match run.json's (a field
+    that run.json lacks, written before the field existed, matches the field's default)."""
+    from dataclasses import fields as dataclass_fields
+
+    defaults = {f.name: f.default for f in dataclass_fields(RunConfig)}
     differing = sorted(
         key for key in set(stored) | set(current)
         if key not in _RESUMABLE_CHANGES and stored.get(key) != current.get(key)
+        and not (key not in stored and key in defaults and current.get(key) == defaults[key])
     )
     if differing:
         details = "; ".join(f"{k}: {stored.get(k)!r} in the run, {current.get(k)!r} now" for k in differing)
@@ -139,8 +149,9 @@ def check_budget(config: RunConfig, stream: Stream) -> None:
             )
 
 
-def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
-    """Row 0 of the score matrix if an earlier start of this run computed it for these tasks."""
+def _cached_base_scores(out: Path, stream: Stream) -> StageScores | None:
+    """Row 0 of the score matrices if an earlier start of this run computed it for these tasks (the graded row
+    empty when that start did not record it)."""
     path = out / BASE_SCORES
     if not path.is_file():
         return None
@@ -151,10 +162,12 @@ def _cached_base_scores(out: Path, stream: Stream) -> list[float] | None:
         return None
     if not isinstance(cached, dict) or cached.get("tasks") != stream.task_names:
         return None
-    scores = cached.get("scores")
+    scores, loglik = cached.get("scores"), cached.get("loglik")
     if not isinstance(scores, list) or len(scores) != len(stream) or not all(isinstance(v, float) for v in scores):
         return None
-    return scores
+    if not isinstance(loglik, list) or len(loglik) != len(stream) or not all(isinstance(v, float) for v in loglik):
+        loglik = []
+    return StageScores(scores, loglik)
 
 
 def _check_checkpoints(config: RunConfig, stream: Stream) -> None:
@@ -193,6 +206,7 @@ class RunOutcome:
     out_dir: Path
     results: dict[str, dict[str, Any]]
     rank: int = 0  #: this process's rank (only rank 0 writes files and prints)
+    timings: dict[str, float] | None = None  #: the base model's share, done once (``run.json["timings"]``)
 
 
 def run_experiment(config: RunConfig, command: list[str] | None = None,
@@ -233,13 +247,16 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
     if stored is not None:
         run_info.started_at = stored.started_at or run_info.started_at
         dist.decide(lambda: _check_checkpoints(config, stream))
+        run_info.timings = stored.timings
 
     def loader():
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base_scores = dist.decide(lambda: _cached_base_scores(out, stream) if stored is not None else None)
-    base_model = loader() if base_scores is None else None  # a model that cannot load stops the run here
+    base = dist.decide(lambda: _cached_base_scores(out, stream) if stored is not None else None)
+    timings = Timings()
+    with timings.part("load"):
+        base_model = loader() if base is None else None  # a model that cannot load stops the run here
     lock = RunLock(out)
 
     def start() -> None:  # rank 0: hold the folder, then write the first byte
@@ -262,9 +279,18 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         if config.lr_from and untuned:
             logger.warning("%s: no tuned learning rate for %s; using the default", config.lr_from, ", ".join(untuned))
     try:
-        if base_scores is None:
-            base_scores = _base_scores(config, stream, base_model, device, dist)
+        probe = stability = None
+        if base is None:
+            with timings.part("base_evaluation"):
+                base = _base_scores(config, stream, base_model, device, dist)
+            if config.retention:
+                with timings.part("probe_reference"):
+                    probe = base_probe(base_model[0], base_model[1], config, device)
+            with timings.part("stability_reference"):
+                first = create_method(config.methods[0], **config.options_for(config.methods[0]))
+                stability = base_stability(first.target_weights(base_model[0]))
             base_model = None
+            run_info.timings = dict(timings.seconds)
         results: dict[str, dict[str, Any]] = {}
         trained = stored is None or not stored.finished_at
         for name in config.methods:
@@ -274,24 +300,28 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
                 logger.info("%s: already finished, kept", name)
                 results[name] = finished
                 continue
-            results[name] = SequentialTrainer(config, stream, name, loader, device, base_scores, dist).run()
+            trainer = SequentialTrainer(config, stream, name, loader, device, base.scores, dist,
+                                        base_loglik=base.loglik or None, probe=probe, stability_base=stability)
+            results[name] = trainer.run()
             trained = True
+            # taken from the first method's fresh model when this start had none
+            probe, stability = trainer.probe, trainer.stability_base
         run_info.finished_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         if dist.is_main and trained:
             atomic_write_json(inside(out, RUN_FILE), run_info.to_json(), root=out)
     finally:
         if dist.is_main:
             lock.release()
-    return RunOutcome(out, results, dist.rank)
+    return RunOutcome(out, results, dist.rank, run_info.timings)
 
 
 def _base_scores(config: RunConfig, stream: Stream, base_model: tuple[Any, Any], device: torch.device,
-                 dist: DistContext) -> list[float]:
-    """Row 0 of every method's score matrix, computed once per run and cached in the run directory."""
+                 dist: DistContext) -> StageScores:
+    """Row 0 of every method's score matrices, computed once per run and cached in the run directory."""
     model, tokenizer = base_model
-    del base_model
-    scores = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0, dist)
+    stage = evaluate_stage(model, tokenizer, stream, config, device, inside(config.out_dir, "base"), 0, dist)
     if dist.is_main:
-        atomic_write_json(inside(config.out_dir, BASE_SCORES), {"tasks": stream.task_names, "scores": scores},
+        atomic_write_json(inside(config.out_dir, BASE_SCORES),
+                          {"tasks": stream.task_names, "scores": stage.scores, "loglik": stage.loglik},
                           root=config.out_dir)
-    return scores
+    return stage

@@ -8,10 +8,21 @@ from torch import Tensor, nn
 IGNORE_INDEX = -100
 
 
-def _causal_lm(model: nn.Module) -> nn.Module:
+def causal_lm(model: nn.Module) -> nn.Module:
     """The ``*ForCausalLM`` module inside an optional peft wrapper."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def causal_lm_parts(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
+    """``(decoder, output head)`` of a causal LM (inside an optional peft wrapper), or ``(None, None)`` for a
+    model without a separate decoder (its forward then gives the logits)."""
+    lm = causal_lm(model)
+    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
+    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
+    if decoder is None or head is None or decoder is lm:
+        return None, None
+    return decoder, head
 
 
 def answer_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -21,12 +32,10 @@ def answer_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, l
     projected onto the vocabulary, so no [batch, length, vocab] tensor is ever built.
     Models without ``get_decoder()`` fall back to the full forward.
     """
-    lm = _causal_lm(model)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
-    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else None
-    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-    if decoder is None or head is None or decoder is lm:
+    decoder, head = causal_lm_parts(model)
+    if decoder is None:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         return logits[keep], targets[keep]
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]

@@ -1,19 +1,21 @@
 """The sequential trainer: one method through every task of a stream, scoring every task after each.
 
 For each task in order: prepare the model → train for the task's budget (progress bar,
-checkpoints) → after-task hook → evaluate **every** task (greedy generation) → record subnet
-overlap and weight stability.  Row 0 of the score matrix (the base model) is given by the caller,
-so it is computed once for all methods.
+checkpoints when asked for) → after-task hook → evaluate **every** task (greedy generation and the
+graded log-likelihood of the references, in one pass) → the general probe (after the last task, or
+after every task) → record subnet overlap and weight stability.  Row 0 of both score matrices and
+the probe's reference (the base model) are given by the caller, so they are computed once for all
+methods.  Where the method's time went is recorded per part (:data:`TIME_PARTS`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -29,10 +31,14 @@ from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
-from losia_cl.trainer.loglik import answer_loglik
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.step import train_step
 from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
+from losia_cl.timing import TIME_PARTS, Timings
+
+if TYPE_CHECKING:
+    from losia_cl.metrics import StabilityTracker
+    from losia_cl.retention.drift import GeneralProbe
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +52,16 @@ class Progress:
     steps: dict[str, int] = field(default_factory=dict)
     updating_steps: dict[str, int] = field(default_factory=dict)
     lr_mass: dict[str, float] = field(default_factory=dict)
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
+    train_seconds: float = 0.0  #: read from checkpoints of earlier versions only (now: ``timings``)
+    eval_seconds: float = 0.0  #: read from checkpoints of earlier versions only (now: ``timings``)
     peak_memory_bytes: int = 0
     trainable_parameters: int = 0
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
     method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
     loglik_scores: list[list[float]] = field(default_factory=list)
-    retention: list[dict[str, Any]] = field(default_factory=list)
+    retention: list[dict[str, Any] | None] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _weights(records: list[TargetWeight]) -> dict[str, torch.Tensor]:
@@ -69,17 +76,27 @@ def write_predictions(folder: Path, stage: int, evaluation: TaskEvaluation, root
 
 
 def stage_evaluator(tokenizer: Any, stream: Stream, config: RunConfig) -> Evaluator:
-    """The evaluator of every task of ``stream`` (prompts tokenized once, reused at every stage)."""
+    """The evaluator of every task of ``stream`` (prompts tokenized once, reused at every stage), scoring the
+    reference answers (the graded matrix) in the generation's forward pass."""
     return Evaluator(tokenizer, list(stream), batch_size=config.eval_batch_size, max_length=config.max_length,
-                     chat_template=config.chat_template)
+                     chat_template=config.chat_template, references=True)
+
+
+@dataclass(frozen=True)
+class StageScores:
+    """One row of each score matrix: exact-match ``scores`` and graded ``loglik`` (one value per task)."""
+
+    scores: list[float]
+    loglik: list[float]
 
 
 def evaluate_stage(
     model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device, folder: Path, stage: int,
     dist: DistContext | None = None,
     evaluator: Evaluator | None = None,
-) -> list[float]:
-    """Scores of every task after ``stage`` tasks (predictions written under ``folder`` by rank 0)."""
+) -> StageScores:
+    """Scores and graded scores of every task after ``stage`` tasks (predictions written under ``folder`` by
+    rank 0)."""
     dist = dist or DistContext()
     evaluator = evaluator or stage_evaluator(tokenizer, stream, config)
     label = "base model" if stage == 0 else f"{folder.name} after {stream.tasks[stage - 1].name}"
@@ -94,18 +111,22 @@ def evaluate_stage(
     if stats is not None:
         logger.debug("%s: %d prompts in %d batches, %.1f s, %.1f new tokens/s", label, stats.prompts, stats.batches,
                      stats.seconds, stats.new_tokens_per_second)
-    return row
+    return StageScores(row, [float(evaluation.loglik or 0.0) for evaluation in evaluations])
 
 
-def loglik_stage(
-    model: nn.Module, tokenizer: Any, stream: Stream, config: RunConfig, device: torch.device
-) -> list[float]:
-    """Mean answer-token log-likelihood of every task's test references (one row of ``loglik_scores``)."""
-    return [
-        answer_loglik(model, tokenizer, task.test, batch_size=config.eval_batch_size, max_length=config.max_length,
-                      chat_template=config.chat_template, device=device)
-        for task in stream
-    ]
+def base_probe(base_model: nn.Module, tokenizer: Any, config: RunConfig, device: torch.device) -> GeneralProbe:
+    """The general probe's reference on the base model (its log-probabilities and right answers)."""
+    from losia_cl.retention.drift import GeneralProbe
+
+    return GeneralProbe(base_model, tokenizer, batch_size=config.eval_batch_size, max_length=config.max_length,
+                        chat_template=config.chat_template, device=device)
+
+
+def base_stability(records: list[TargetWeight]) -> StabilityTracker:
+    """A weight-stability tracker holding the spectra of the base model's target matrices ``records``."""
+    from losia_cl.metrics import StabilityTracker
+
+    return StabilityTracker(base={r.name: r.weight.detach() for r in records}, layers={r.name: r.layer for r in records})
 
 
 def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
@@ -126,6 +147,9 @@ class SequentialTrainer:
         device: torch.device,
         base_scores: list[float],
         dist: DistContext | None = None,
+        base_loglik: list[float] | None = None,
+        probe: GeneralProbe | None = None,
+        stability_base: StabilityTracker | None = None,
     ) -> None:
         self.config = config
         self.stream = stream
@@ -134,8 +158,14 @@ class SequentialTrainer:
         self.load_model = load_model
         self.device = device
         self.base_scores = base_scores
+        self.base_loglik = base_loglik
         self.folder = inside(config.out_dir, method_name)
-        self._probe_info = None
+        #: the general probe's base reference: given (shared by the run's methods) or taken from the freshly
+        #: loaded model by :meth:`run`; None under ``retention=False``
+        self.probe = probe if config.retention else None
+        #: the weight-stability tracker with the base model's spectra and no stage yet: given (shared by the run's
+        #: methods, copied before use) or taken from the freshly loaded model by :meth:`run`
+        self.stability_base = stability_base
         self.dist = dist or DistContext()
         self.parallel = None
         if self.dist.enabled:
@@ -176,10 +206,10 @@ class SequentialTrainer:
         # rank 0 reads the checkpoint and hands it to every rank (no shared file system needed)
         checkpoint = self.dist.decide(lambda: Checkpoint.load(self.folder) if config.resume else None)
         reset_peak_memory(self.device)
-        model, tokenizer = self.load_model()
-        total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         if checkpoint is not None:
             progress = checkpoint.progress_as(Progress, self.folder, config.steps_per_task(self.stream))
+            if not progress.timings:  # a checkpoint of an earlier losia-cl: its two totals
+                progress.timings = {"train": progress.train_seconds, "evaluation": progress.eval_seconds}
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
         else:
             progress = Progress(scores=[list(self.base_scores)])
@@ -188,20 +218,34 @@ class SequentialTrainer:
                                  None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
         if checkpoint is None:
             self.events.scores(0, progress.scores[0])
-        probe = self._probe(model, tokenizer)
-        if not progress.loglik_scores:
-            progress.loglik_scores = [loglik_stage(model, tokenizer, self.stream, config, self.device)]
-        if probe is not None and not progress.retention:
-            progress.retention = [probe.measure(model).to_dict()]
-        records = self.method.target_weights(model)
-        base_weights = {r.name: r.weight.detach().clone() for r in records}
-        stability = (
-            StabilityTracker.from_dict(progress.stability) if progress.stability
-            else StabilityTracker(base=base_weights, layers={r.name: r.layer for r in records})
-        )
-        overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
-        pad = pad_token_id(tokenizer)
+        timings = Timings(progress.timings)
+        with timings.part("load"):
+            model, tokenizer = self.load_model()
+        total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         evaluator = stage_evaluator(tokenizer, self.stream, config)
+        if config.retention and self.probe is None:  # the base model is fresh: take the probe's reference from it
+            with timings.part("probe"):
+                self.probe = self._probe(model, tokenizer)
+        if not progress.loglik_scores:
+            if self.base_loglik is None:  # not given (e.g. a run folder whose base row was cached without it)
+                with timings.part("evaluation"):
+                    self.base_loglik = [e.loglik for e in evaluator.evaluate(model, self.device, dist=self.dist)]
+            progress.loglik_scores = [list(self.base_loglik)]
+        if self.probe is not None and not progress.retention:
+            progress.retention = [self.probe.base_point().to_dict()]
+        with timings.part("metrics"):
+            records = self.method.target_weights(model)
+            base_weights = {r.name: r.weight.detach().clone() for r in records}
+            if progress.stability:
+                stability = StabilityTracker.from_dict(progress.stability)
+            elif self.stability_base is not None and self.stability_base.matrix_names == list(base_weights):
+                stability = copy.deepcopy(self.stability_base)
+            else:
+                stability = base_stability(records)
+                self.stability_base = copy.deepcopy(stability)
+            overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
+        pad = pad_token_id(tokenizer)
+        last = len(self.stream) - 1
 
         for index, task in enumerate(self.stream):
             if checkpoint is not None and index < checkpoint.task_index:
@@ -224,37 +268,34 @@ class SequentialTrainer:
             progress.steps[task.name] = len(batches)
             if start < len(batches):
                 self._train_task(index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap,
-                                 layout, progress)
+                                 layout, progress, timings)
             progress.method_record[task.name] = self.method.describe(optimizer)
             model = self.method.after_task(model, optimizer, ctx)
             del optimizer, scheduler
-            started = time.perf_counter()
             if self.parallel is not None:
                 self.parallel.verify_weights(model, f"after {task.name}")
-            progress.scores.append(evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder,
-                                                  index + 1, self.dist, evaluator))
-            progress.loglik_scores.append(loglik_stage(model, tokenizer, self.stream, config, self.device))
-            if probe is not None:
-                progress.retention.append(probe.measure(model).to_dict())
-            progress.eval_seconds += time.perf_counter() - started
-            stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)), base=base_weights)
-            progress.stability = stability.to_dict()
-            progress.overlap = overlap.to_dict() if layout else None
+            with timings.part("evaluation"):
+                stage = evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, index + 1,
+                                       self.dist, evaluator)
+            progress.scores.append(stage.scores)
+            progress.loglik_scores.append(stage.loglik)
+            measured = index == last or config.measure_every_task  # the probe and stability
+            if self.probe is not None:
+                with timings.part("probe"):
+                    progress.retention.append(self.probe.measure(model).to_dict() if measured else None)
+            with timings.part("metrics"):
+                if measured:
+                    stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)),
+                                      base=base_weights)
+                progress.stability = stability.to_dict()
+                progress.overlap = overlap.to_dict() if layout else None
             self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
         self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
-    def _probe(self, base_model: nn.Module, tokenizer: Any):
-        """The general probe's reference, taken from the freshly loaded base model (None when disabled)."""
-        if not self.config.retention:
-            return None
-        from losia_cl.retention.drift import GeneralProbe
-
-        self._probe_info = GeneralProbe(
-            base_model, tokenizer, batch_size=self.config.eval_batch_size, max_length=self.config.max_length,
-            chat_template=self.config.chat_template, device=self.device,
-        )
-        return self._probe_info
+    def _probe(self, base_model: nn.Module, tokenizer: Any) -> GeneralProbe:
+        """The general probe's reference, taken from the freshly loaded base model."""
+        return base_probe(base_model, tokenizer, self.config, self.device)
 
     def _record_subnets(self, overlap, task: str, layout: dict, subnets: dict | None) -> None:
         if not subnets:
@@ -263,7 +304,7 @@ class SequentialTrainer:
                        layers={n: layout[n][1] for n in subnets})
 
     def _train_task(self, index, task, model, tokenizer, optimizer, scheduler, batches, start, pad, overlap, layout,
-                    progress: Progress) -> None:
+                    progress: Progress, timings: Timings) -> None:
         config = self.config
         features = self._train_features(tokenizer, task)
         losses = progress.losses.setdefault(task.name, [])
@@ -273,7 +314,6 @@ class SequentialTrainer:
         bar = progress_bar(total=len(batches), initial=start, enabled=config.progress and self.dist.is_main,
                            leave=False, desc=f"{self.method_name} {index + 1}/{len(self.stream)} {task.name}",
                            unit="step")
-        started = time.perf_counter()
         try:
             for step in range(start, len(batches)):
                 def make_batch(indices):
@@ -281,14 +321,16 @@ class SequentialTrainer:
                     return {k: v.to(self.device) for k, v in batch.items()}
 
                 lr = applied_lr(optimizer)  # before the step, which may re-localize and move the schedule
-                if self.parallel is not None:
-                    step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
-                                                         make_batch, max_grad_norm=config.max_grad_norm)
-                else:
-                    step_loss = train_step(model, optimizer, scheduler, (make_batch(m) for m in batches[step]),
-                                           loss_divisor=len(batches[step]), max_grad_norm=config.max_grad_norm)
+                with timings.part("train"):
+                    if self.parallel is not None:
+                        step_loss = self.parallel.train_step(model, optimizer, scheduler, batches[step], features,
+                                                             make_batch, max_grad_norm=config.max_grad_norm)
+                    else:
+                        step_loss = train_step(model, optimizer, scheduler, (make_batch(m) for m in batches[step]),
+                                               loss_divisor=len(batches[step]), max_grad_norm=config.max_grad_norm)
                 if layout:
-                    self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
+                    with timings.part("metrics"):
+                        self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
                 self.events.train_step(index, step, step_loss, lr)
                 progress.lr_mass[task.name] += lr
@@ -296,28 +338,29 @@ class SequentialTrainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.3f}")
                 done = step + 1
-                if done == len(batches) or (config.checkpoint_every and done % config.checkpoint_every == 0):
-                    progress.train_seconds += time.perf_counter() - started
-                    started = time.perf_counter()
+                if done == len(batches):
                     progress.peak_memory_bytes = max(progress.peak_memory_bytes,
                                                      self.dist.max_int(peak_memory_bytes(self.device)))
-                    progress.overlap = overlap.to_dict() if layout else None
-                    self._checkpoint(index, done, model, optimizer, scheduler, progress)
+                if config.checkpoint_every and (done == len(batches) or done % config.checkpoint_every == 0):
+                    with timings.part("checkpoint"):
+                        progress.overlap = overlap.to_dict() if layout else None
+                        self._checkpoint(index, done, model, optimizer, scheduler, progress)
         finally:
             bar.close()
 
-    def _retention_summary(self, points: list[dict[str, Any]]) -> dict[str, Any] | None:
-        if not points:
+    def _retention_summary(self, points: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+        """The probe's record in results.json; a stage it was not measured at (see ``measure_every_task``) is null."""
+        if not points or self.probe is None:
             return None
-        probe = self._probe_info
+        probe = self.probe
         return {
             "probe": "general",
             "items": len(probe.items),
             "base_right": probe.base_right,
             "continuation": "reference answer, teacher-forced",
-            "kl": [p["kl"] for p in points],
-            "kept": [p["kept"] for p in points],
-            "right": [p["right"] for p in points],
+            "kl": [p["kl"] if p else None for p in points],
+            "kept": [p["kept"] if p else None for p in points],
+            "right": [p["right"] if p else None for p in points],
         }
 
     def _finish(self, progress: Progress, overlap, stability, total_parameters: int) -> dict[str, Any]:
@@ -336,8 +379,9 @@ class SequentialTrainer:
             stability=stability.summary(),
             trainable_parameters=progress.trainable_parameters,
             total_parameters=total_parameters,
-            train_seconds=progress.train_seconds,
-            eval_seconds=progress.eval_seconds,
+            train_seconds=progress.timings.get("train", 0.0),
+            eval_seconds=progress.timings.get("evaluation", 0.0) + progress.timings.get("probe", 0.0),
+            timings={part: progress.timings.get(part, 0.0) for part in TIME_PARTS},
             peak_memory_bytes=progress.peak_memory_bytes,
             seed=self.config.seed,
             steps=progress.steps,

@@ -34,3 +34,25 @@ def comparison_table(results: dict[str, dict[str, Any]]) -> str:
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def time_table(results: dict[str, dict[str, Any]], shared: dict[str, float] | None = None) -> str:
+    """A Markdown table of where each method's time went, in seconds (``results.json["timings"]``), with the base
+    model's share done once per run (``run.json["timings"]``) as the first row; empty when nothing was timed."""
+    from losia_cl.timing import RUN_TIME_PARTS, TIME_PARTS
+
+    parts = list(TIME_PARTS)
+    timed = {name: r["timings"] for name, r in results.items() if r.get("timings")}
+    if not timed:
+        return ""
+    lines = ["| seconds | " + " | ".join(parts) + " | total |", "|" + "---|" * (len(parts) + 2)]
+    if shared:
+        column = {"load": "load", "base_evaluation": "evaluation", "probe_reference": "probe",
+                  "stability_reference": "metrics"}
+        values = {column[p]: shared[p] for p in RUN_TIME_PARTS if p in shared}
+        cells = [f"{values[p]:.0f}" if p in values else "" for p in parts]
+        lines.append("| base model (once) | " + " | ".join(cells) + f" | {sum(values.values()):.0f} |")
+    for name, timings in timed.items():
+        values = [float(timings.get(p, 0.0)) for p in parts]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.0f}" for v in values) + f" | {sum(values):.0f} |")
+    return "\n".join(lines)

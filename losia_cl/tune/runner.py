@@ -245,7 +245,7 @@ class _GridTrainer:
 
         return load, device
 
-    def _base_scores(self, seed: int, load, device) -> list[float]:
+    def _base_stage(self, seed: int, load, device):
         from losia_cl.trainer.sequential import evaluate_stage
 
         if seed not in self._base:
@@ -269,8 +269,9 @@ class _GridTrainer:
                             ", ".join(tuning.task_names))
                 config = replace(self.config, seed=seed, methods=(method,), lr={method: lr}, out=str(point_dir))
                 load, device = self._loader(seed)
-                results = SequentialTrainer(config, tuning, method, load, device,
-                                            self._base_scores(seed, load, device)).run()
+                base = self._base_stage(seed, load, device)
+                results = SequentialTrainer(config, tuning, method, load, device, base.scores,
+                                            base_loglik=base.loglik or None).run()
             metrics, graded = results["metrics"], results.get("loglik_metrics") or {}
             runs.append(SeedRun(seed=seed, la=float(metrics["learning_accuracy"]),
                                 ap=float(metrics["average_performance"]), scores=results["scores"],

@@ -1,4 +1,5 @@
-"""The "General knowledge" section: drift from the base model on the built-in general probe after every stage."""
+"""The "General knowledge" section: drift from the base model on the built-in general probe (on the base model
+and after the last task, or after every task with ``--measure-every-task``)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ def section(runs: ReportRuns, writer: FigureWriter) -> Section | None:
         series = {}
         for method, g in groups.items():
             stats = g.retention_stats(key)
-            series[method] = {i + 1: s.mean for i, s in enumerate(stats)}
+            series[method] = {i + 1: s.mean for i, s in enumerate(stats) if s is not None}
             rows.append((f"{method}: {'KL' if key == 'kl' else 'kept'}",
-                         [Cell(fmt_stat("score", s.mean, s.half_width)) for s in stats]))
+                         [Cell(fmt_stat("score", s.mean, s.half_width) if s is not None else "not probed")
+                          for s in stats]))
         panels.append((title, "after stage", ylabel, series, stages))
     caption = ("Left: mean KL(base ‖ model) of the next-token distributions over the probe's reference "
                "continuations (0 = unchanged). Right: of the probe items the base model answers right, the share "
-               "still answered right; the first point is the base model itself.")
+               "still answered right; the first point is the base model itself. The probe runs on the base model "
+               "and after the last task (after every task with --measure-every-task).")
     table = Table(caption="General probe after each stage" + (" (mean ± 95% CI over seeds)" if first.n > 1 else ""),
                   header=["Method", *[f"after {s}" if s != "base" else "base" for s in stages]], rows=rows,
                   css="curves")
