@@ -170,6 +170,14 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
         option("tensorboard", "--tensorboard", action="store_true",
                help=helps["tensorboard"] + " See docs/results-format.md.")
+        option("save_models", "--no-save", action="store_false",
+               help="Save no trained model (default: each method's latest model in OUT/<method>/model/, "
+                    "docs/saved-models.md).")
+        option("save_every_task", "--save-every-task", action="store_true",
+               help="Keep every task's trained model, in OUT/<method>/models/<i>-<task>/.")
+        option("from_run", "--from", metavar="RUN_DIR",
+               help=helps["from_run"] + " --tasks names the new tasks; --model, --dtype and --methods must be "
+                                        "the run's.")
         p.add_argument("--seeds", type=_parse_seeds, default=argparse.SUPPRESS,
                        help="Run every method under every seed (e.g. 0,1,2), one run folder OUT/seed<N> each; within "
                             "a seed all methods see the same data in the same order (paired). The report gives "
@@ -335,7 +343,11 @@ def _launch(config: Any, args: argparse.Namespace) -> int:
         raise ConfigError(f"nproc = {args.nproc} is invalid: it must be an integer >= 1")
     if env_world_size() > 1:
         raise ConfigError("--nproc starts torchrun itself: leave it out when running under torchrun")
-    load_run_stream(config)
+    stream = load_run_stream(config)
+    if config.from_run:
+        from losia_cl.trainer.continuation import read_continuation
+
+        read_continuation(config, stream, load_run_stream)
     check_run_folder(config, args.nproc)
     return launch(args.nproc, args.argv)
 

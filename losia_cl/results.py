@@ -304,8 +304,10 @@ class MethodResults:
 
     method: str = documented("The method's registered name.")
     tasks: list[str] = documented("Task names in training order (those of run.json).")
-    scores: list[list[float]] = documented(
-        "(T+1) x T scores in [0, 1]: row 0 the base model, row i after training task i, column j task j."
+    scores: list[list[float | None]] = documented(
+        "(T+1) x T scores in [0, 1]: row 0 the base model, row i after training task i, column j task j; null "
+        "only where no metric reads (1 <= i < j, 0-based j): a continued stream's earlier stages on its later "
+        "tasks (docs/saved-models.md)."
     )
     metrics: dict[str, Any] = documented(
         "cl_metrics(scores).to_dict(): average_performance, bwt, fwt, forgetting, learning_accuracy and their "
@@ -342,9 +344,9 @@ class MethodResults:
         "{task: method.describe(optimizer)}, what the method did during that task ({} for dense methods).",
         default_factory=dict,
     )
-    loglik_scores: list[list[float]] | None = documented(
+    loglik_scores: list[list[float | None]] | None = documented(
         "(T+1) x T graded scores: the mean log-likelihood per answer token (nats, <= 0) of each task's test "
-        "references, teacher-forced, after each stage (row 0 the base model).", None
+        "references, teacher-forced, after each stage (row 0 the base model); null cells as in scores.", None
     )
     loglik_metrics: dict[str, Any] | None = documented(
         "cl_metrics(loglik_scores, bounded=False).to_dict(): AP, BWT, FWT, forgetting, LA on the graded scores.", None
@@ -360,6 +362,15 @@ class MethodResults:
         "{part: wall-clock seconds} of the method's run: load (the model), train (optimizer steps), evaluation "
         "(greedy generation and graded log-likelihood, one forward pass), probe, metrics (stability, overlap), "
         "checkpoint (writing checkpoints); train_seconds = train, eval_seconds = evaluation + probe.", None
+    )
+    continued_from: dict[str, Any] | None = documented(
+        "For a run continuing another (`--from`, docs/saved-models.md): {run: its folder, tasks: how many of the "
+        "first tasks it trained}; retention and stability are null then. Null otherwise.", None
+    )
+    saved_models: dict[str, Any] | None = documented(
+        "The trained models kept (docs/saved-models.md), paths relative to the method's folder: `final` (the "
+        "model after the last task) and `tasks` ({task: path}, every task's under --save-every-task, else {}); "
+        "null under --no-save.", None
     )
     format: str = documented(f"File format and version: {RESULTS_FORMAT!r}.", RESULTS_FORMAT)
 
@@ -414,6 +425,14 @@ class MethodResults:
             _as_dict(entry, path, f"method_record.{task}")
         loglik, loglik_metrics = _validate_loglik(data.get("loglik_scores"), path, tasks)
         retention = _validate_retention(data.get("retention"), path, len(tasks))
+        saved = _validate_saved_models(data.get("saved_models"), path, tasks)
+        continued = _as_dict(data.get("continued_from"), path, "continued_from", nullable=True)
+        if continued is not None:
+            _as_str(_get(continued, "run", path), path, "continued_from.run")
+            earlier = _as_int(_get(continued, "tasks", path), path, "continued_from.tasks", minimum=1)
+            if earlier >= len(tasks):
+                raise DataError(f"{_where(path, 'continued_from.tasks')} = {earlier} leaves no task of its own "
+                                f"among the {len(tasks)}")
         timings = _validate_timings(data.get("timings"), path)
         return cls(
             method=method, tasks=tasks, scores=scores, metrics=metrics, trainable_parameters=trainable,
@@ -421,7 +440,8 @@ class MethodResults:
             task_metrics={str(k): str(v) for k, v in task_metrics.items()}, subnet_overlap=overlap,
             stability=stability, eval_seconds=eval_s, seed=seed, steps=steps, updating_steps=updating,
             lr_mass=lr_mass, losses=losses, method_record=record,
-            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, timings=timings,
+            loglik_scores=loglik, loglik_metrics=loglik_metrics, retention=retention, saved_models=saved,
+            continued_from=continued, timings=timings,
         )
 
 
@@ -435,8 +455,8 @@ def _validate_loglik(value: Any, path: Path, tasks: Sequence[str]) -> tuple[Any,
     if not isinstance(value, list) or len(value) != t + 1 or not all(
             isinstance(r, list) and len(r) == t for r in value):
         raise DataError(f"{_where(path, 'loglik_scores')} must be {t + 1} rows of {t} values (like 'scores')")
-    matrix = [[_as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None) for j, v in enumerate(row)]
-              for i, row in enumerate(value)]
+    matrix = [[None if v is None and 1 <= i < j else _as_float(v, path, f"loglik_scores[{i}][{j}]", minimum=None)
+               for j, v in enumerate(row)] for i, row in enumerate(value)]
     return matrix, cl_metrics(matrix, bounded=False).to_dict()
 
 
@@ -460,6 +480,30 @@ def _validate_retention(value: Any, path: Path, num_tasks: int) -> dict[str, Any
     return record
 
 
+def _relative_folder(value: Any, path: Path, key: str) -> str:
+    """A folder path relative to the method's folder that stays inside it (no absolute path, no '..')."""
+    text = _as_str(value, path, key)
+    parts = text.replace("\\", "/").split("/")
+    if text.startswith(("/", "\\")) or ":" in text or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise DataError(f"{_where(path, key)} = {brief(text)} must be a relative folder path inside the method's "
+                        "folder (no '..', no absolute path)")
+    return text
+
+
+def _validate_saved_models(value: Any, path: Path, tasks: Sequence[str]) -> dict[str, Any] | None:
+    """The optional record of the saved models: ``final`` and ``tasks`` ({task: path}), relative paths."""
+    record = _as_dict(value, path, "saved_models", nullable=True)
+    if record is None:
+        return None
+    final = _relative_folder(_get(record, "final", path), path, "saved_models.final")
+    per_task = _as_dict(record.get("tasks") or {}, path, "saved_models.tasks")
+    unknown = sorted(set(per_task) - set(tasks))
+    if unknown:
+        raise DataError(f"{_where(path, 'saved_models.tasks')} names tasks not in 'tasks': {brief(unknown)}")
+    return {"final": final, "tasks": {t: _relative_folder(p, path, f"saved_models.tasks.{t}")
+                                      for t, p in per_task.items()}}
+
+
 def read_results(path: Path) -> MethodResults:
     """Read and validate a ``results.json``."""
     return MethodResults.from_json(read_json(path), path)
@@ -478,11 +522,14 @@ def _validate_scores(value: Any, path: Path, tasks: Sequence[str]) -> list[list[
         if len(row) != t:
             raise DataError(f"{_where(path, f'scores[{i}]')} has {len(row)} values, expected {t} (one per task)")
         for j, v in enumerate(row):
+            if v is None and 1 <= i < j:  # a continued stream's earlier stages never saw the later tasks
+                continue
             if not _is_number(v):
-                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}")
+                raise DataError(f"{_where(path, f'scores[{i}][{j}]')} must be a finite number, got {brief(v)}"
+                                + (" (null only above the diagonal after row 0)" if v is None else ""))
             if not 0.0 <= v <= 1.0:
                 raise DataError(f"{_where(path, f'scores[{i}][{j}]')} = {v!r} is outside [0, 1]")
-    return [[float(v) for v in row] for row in value]
+    return [[None if v is None else float(v) for v in row] for row in value]
 
 
 def _validate_metrics(value: Any, path: Path, scores: list[list[float]]) -> dict[str, Any]:

@@ -51,12 +51,21 @@ __all__ = ["CLMetrics", "bound_state", "cl_metrics", "metric_cells", "validate_s
 _METRICS = ("average_performance", "bwt", "fwt", "forgetting", "learning_accuracy")
 
 
+def _unread(rows: int, cols: int) -> np.ndarray:
+    """The cells no metric reads: ``S[i][j]`` with ``1 <= i < j`` (task ``j+1`` after stages before the one
+    preceding its training)."""
+    i, j = np.indices((rows, cols))
+    return (i >= 1) & (i < j)
+
+
 def validate_score_matrix(scores: Any, *, bounded: bool = True) -> np.ndarray:
     """Return ``scores`` as a float64 array after checking it is a valid ``(T+1) × T`` score matrix.
 
     Raises :class:`~losia_cl.errors.DataError` naming the problem: not a 2-D
     numeric array, a shape other than ``(T+1) × T`` with ``T ≥ 1``, a non-finite
     entry, or (when ``bounded``) an entry outside ``[0, 1]`` (each with its row and column).
+    Only the cells no metric reads, ``S[i][j]`` with ``1 ≤ i < j``, may be missing (``None`` or NaN): a
+    continued stream (docs/saved-models.md) never scored the earlier stages on the tasks added later.
     ``bounded=False`` accepts any finite value, e.g. mean log-likelihoods.
     """
     try:
@@ -74,11 +83,12 @@ def validate_score_matrix(scores: Any, *, bounded: bool = True) -> np.ndarray:
             f"score matrix: shape {rows} x {cols} is not (T+1) x T with T >= 1 "
             "(row 0 = base model, row i = after training tasks 1..i)"
         )
-    bad = np.argwhere(~np.isfinite(s))
+    bad = np.argwhere(~np.isfinite(s) & ~(np.isnan(s) & _unread(rows, cols)))
     if bad.size:
         i, j = bad[0]
         raise DataError(f"score matrix: entry [{i}][{j}] = {float(s[i, j])} is not finite")
-    bad = np.argwhere((s < 0.0) | (s > 1.0)) if bounded else np.empty((0, 2))
+    with np.errstate(invalid="ignore"):
+        bad = np.argwhere((s < 0.0) | (s > 1.0)) if bounded else np.empty((0, 2))
     if bad.size:
         i, j = bad[0]
         raise DataError(
@@ -108,7 +118,7 @@ class CLMetrics:
     """
 
     num_tasks: int
-    score_matrix: list[list[float]]
+    score_matrix: list[list[float | None]]
     average_performance: float
     bwt: float | None
     fwt: float | None
@@ -192,7 +202,7 @@ def cl_metrics(scores: Any, *, bounded: bool = True) -> CLMetrics:
     forgetting_curve = _forgetting_curve(s, t)
     result = CLMetrics(
         num_tasks=t,
-        score_matrix=s.tolist(),
+        score_matrix=[[None if math.isnan(v) else v for v in row] for row in s.tolist()],
         average_performance=ap_curve[-1],
         bwt=_bwt(s, t),
         fwt=fwt,

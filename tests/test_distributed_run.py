@@ -104,6 +104,7 @@ def test_only_rank_zero_writes(tmp_path):
     assert "run.json" in written and "losia-pro/results.json" in written and "losia-pro/scores.csv" in written
     assert "losia-pro/predictions/stage2-position.jsonl" in written
     assert [name.startswith("tensorboard/losia-pro/events.out.tfevents.") for name in written].count(True) == 1
+    assert "losia-pro/model/model.safetensors" in written  # the saved model, by rank 0 alone
     assert not (tmp_path / "rank1").exists()
 
 

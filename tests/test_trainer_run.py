@@ -127,6 +127,12 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
         for key in ("scores", "metrics", "losses", "stability", "subnet_overlap", "steps", "updating_steps", "lr_mass",
                     "trainable_parameters"):
             assert a[key] == b[key], (method, key)
+        assert a["saved_models"] == b["saved_models"] == {"final": "model", "tasks": {}}
+        from safetensors.torch import load_file
+
+        name = "model.safetensors" if method == "losia" else "adapter_model.safetensors"
+        saved_a, saved_b = (load_file(root / method / "model" / name) for root in (tmp_path / "ref", tmp_path / "crash"))
+        assert saved_a.keys() == saved_b.keys() and all(saved_a[k].equal(saved_b[k]) for k in saved_a), method
     assert "AP" in out and "losia" in out
 
 

@@ -137,3 +137,25 @@ def test_a_missing_tensorboard_package_is_one_line_naming_the_extra(tmp_path, mo
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("losia-cl: error: tensorboard = true needs the tensorboard package")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_continued_run_goes_on_along_the_earlier_steps(tmp_path):
+    first = run_experiment(_config(tmp_path / "first", methods=("losia",), tensorboard=False, checkpoint_every=0))
+    second = tmp_path / "second"
+    run_experiment(_config(second, methods=("losia",), tasks=("check",), from_run=str(first.out_dir),
+                           checkpoint_every=0))
+    results = _results(second, "losia")
+    events = _events(second / "tensorboard" / "losia")
+    steps = [results["steps"][t] for t in (*TASKS, "check")]
+    assert steps[:2] == [STEPS, STEPS]
+    offsets = [0, STEPS, 2 * STEPS, 2 * STEPS + steps[2]]
+    # the new task's steps follow the earlier run's; its losses are this run's
+    assert events["train/loss"] == [(offsets[2] + i, pytest.approx(v, rel=1e-6))
+                                    for i, v in enumerate(results["losses"]["check"])]
+    # the score matrix spans the history; a cell the earlier run never measured (None) is left out
+    scores = results["scores"]
+    assert scores[1][2] is None
+    for column, task in enumerate((*TASKS, "check")):
+        expected = [(offsets[i], pytest.approx(row[column])) for i, row in enumerate(scores) if row[column] is not None]
+        assert events[f"score/{task}"] == expected, task

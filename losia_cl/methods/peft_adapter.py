@@ -65,6 +65,16 @@ class PeftAdapterMethod(DenseMethodDefaults):
     def _lora_config_kwargs(self) -> dict[str, Any]:
         return {}
 
+    def _mutates_base(self) -> bool:
+        """Whether the adapter's initialisation changes the base weights (PiSSA's does: it takes out the principal
+        components it starts from)."""
+        return str(self._lora_config_kwargs().get("init_lora_weights", "")).lower().startswith("pissa")
+
+    def initial_adapter(self) -> dict[str, Any] | None:
+        """The adapter's state dict as it started, when its initialisation changed the base weights (else None):
+        what a saved adapter is converted with to load over the unmodified base model."""
+        return getattr(self, "_initial_adapter", None)
+
     def resolved_rank(self, model: nn.Module) -> int:
         return self.rank if self.rank is not None else matched_rank(model, self.rank_factor)
 
@@ -80,7 +90,13 @@ class PeftAdapterMethod(DenseMethodDefaults):
             target_modules=targets, bias="none", **self._lora_config_kwargs(),
         )
         logger.info("%s: rank %d on %d matrices", self.name, rank, len(targets))
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
+        if self._mutates_base():
+            from peft import get_peft_model_state_dict
+
+            self._initial_adapter = {k: v.detach().to("cpu", copy=True)
+                                     for k, v in get_peft_model_state_dict(peft_model).items()}
+        return peft_model
 
     def build_optimizer(self, model: nn.Module, ctx: TaskContext):
         params = [p for p in model.parameters() if p.requires_grad]

@@ -123,6 +123,14 @@ class RunConfig:
     tensorboard: bool = documented(
         "Write TensorBoard event files to <out>/tensorboard/<method>/: loss and applied learning rate per step, "
         "scores after every task, subnet overlap (needs the tensorboard extra).", False)
+    save_models: bool = documented(
+        "Save each method's trained model after every task in <method>/model/ (replaced by the next task's; "
+        "docs/saved-models.md).", True)
+    save_every_task: bool = documented(
+        "Keep every task's model, in <method>/models/<i>-<task>/, instead of the latest one only.", False)
+    from_run: str | None = documented(
+        "Continue the stream of this finished run folder: every method starts from its saved model, trains the "
+        "tasks of this run and is scored on the earlier tasks too (docs/saved-models.md).", None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.lr or {}, dict):
@@ -176,7 +184,8 @@ class RunConfig:
         for name, options in self.method_options.items():
             if "lr" in options:
                 _check_lr(options["lr"], f"method_options: {name}.lr")
-        for key in ("chat_template", "resume", "progress", "report", "retention", "measure_every_task", "tensorboard"):
+        for key in ("chat_template", "resume", "progress", "report", "retention", "measure_every_task", "save_models",
+                    "save_every_task", "tensorboard"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
         if self.tensorboard:
@@ -199,6 +208,12 @@ class RunConfig:
 
         if self.dist_backend not in BACKENDS:
             raise ConfigError(f"dist_backend = {self.dist_backend!r} is invalid: it must be one of {', '.join(BACKENDS)}")
+        if self.save_every_task and not self.save_models:
+            raise ConfigError("save_every_task = true and save_models = false contradict each other: keep every "
+                              "task's model or none (drop --save-every-task or --no-save)")
+        if self.from_run is not None and (not isinstance(self.from_run, (str, os.PathLike))
+                                          or not str(self.from_run).strip() or "\x00" in str(self.from_run)):
+            raise ConfigError(f"from_run = {self.from_run!r:.60} is invalid: it must be the path of a run folder")
         if self.dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"dtype = {self.dtype!r} is invalid: it must be float32 or bfloat16")
         if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or "\x00" in str(self.out)):

@@ -28,6 +28,7 @@ from losia_cl.trainer.config import MAX_MICRO_BATCHES, RunConfig
 from losia_cl.trainer.files import atomic_write_json, inside, remove_stale_temp_files
 from losia_cl.trainer.run_folder import RUN_FILE, RunLock, check_out_folder
 from losia_cl.trainer.checkpoint import Checkpoint
+from losia_cl.trainer.continuation import Continuation, read_continuation
 from losia_cl.trainer.sequential import (
     Progress, SequentialTrainer, StageScores, base_probe, base_stability, evaluate_stage,
 )
@@ -224,16 +225,21 @@ def run_experiment(config: RunConfig, command: list[str] | None = None,
 
     stream = load_run_stream(config)
     check_budget(config, stream)
+    continuation = read_continuation(config, stream, load_run_stream) if config.from_run else None
     resolve_device(config.device)  # a device this machine lacks is refused before anything starts
     with distributed_context(config.dist_backend, config.device) as (dist, device):
-        return _run(config, stream, command, dist, device, before_first_write)
+        return _run(config, stream, command, dist, device, before_first_write, continuation)
 
 
-def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: DistContext,
-         device: torch.device, before_first_write: Callable[[], None] | None) -> RunOutcome:
+def _run(config: RunConfig, new_stream: Stream, command: list[str] | None, dist: DistContext,
+         device: torch.device, before_first_write: Callable[[], None] | None,
+         continuation: Continuation | None = None) -> RunOutcome:
+    """``new_stream``: the tasks to train; with ``continuation`` (``--from``) the run's stream is the earlier run's
+    tasks followed by them (the base model is scored on the new tasks only)."""
     from losia_cl.models import load_model
 
     out = config.out_dir
+    stream = continuation.joined(new_stream) if continuation is not None else new_stream
     stored = dist.decide(lambda: check_run_folder(config, dist.world_size))
     dtype = getattr(torch, config.dtype)
     rates = config.learning_rates()
@@ -253,7 +259,14 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         torch.manual_seed(config.seed)
         return load_model(config.model, dtype=dtype, device=device, seed=config.seed)
 
-    base = dist.decide(lambda: _cached_base_scores(out, stream) if stored is not None else None)
+    def load_path(path: str):
+        torch.manual_seed(config.seed)
+        return load_model(path, dtype=dtype, device=device, seed=config.seed)
+
+    def method_loader(name: str):
+        return loader if continuation is None else continuation.loader(name, loader, load_path)
+
+    base = dist.decide(lambda: _cached_base_scores(out, new_stream) if stored is not None else None)
     timings = Timings()
     with timings.part("load"):
         base_model = loader() if base is None else None  # a model that cannot load stops the run here
@@ -282,7 +295,7 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
         probe = stability = None
         if base is None:
             with timings.part("base_evaluation"):
-                base = _base_scores(config, stream, base_model, device, dist)
+                base = _base_scores(config, new_stream, base_model, device, dist)
             if config.retention:
                 with timings.part("probe_reference"):
                     probe = base_probe(base_model[0], base_model[1], config, device)
@@ -300,8 +313,12 @@ def _run(config: RunConfig, stream: Stream, command: list[str] | None, dist: Dis
                 logger.info("%s: already finished, kept", name)
                 results[name] = finished
                 continue
-            trainer = SequentialTrainer(config, stream, name, loader, device, base.scores, dist,
-                                        base_loglik=base.loglik or None, probe=probe, stability_base=stability)
+            scores, loglik = base.scores, base.loglik or None
+            if continuation is not None:  # the earlier tasks' row 0 is the earlier run's
+                scores, loglik = continuation.base_rows(scores, loglik)
+            trainer = SequentialTrainer(config, stream, name, method_loader(name), device, scores, dist,
+                                        base_loglik=loglik, probe=probe, stability_base=stability,
+                                        continuation=continuation)
             results[name] = trainer.run()
             trained = True
             # taken from the first method's fresh model when this start had none

@@ -38,6 +38,9 @@ def seed_configs(config: RunConfig, seeds: list[int]) -> tuple[Path, list[RunCon
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds = {seeds!r} is invalid: give at least one seed, each once")
+    if config.from_run and len(seeds) > 1:
+        raise ConfigError("--from continues one run folder, --seeds runs several: continue each seed's run folder "
+                          "(OUT/seed<N>) in its own run")
     root = seeds_root(config, seeds)
     configs = [replace(config, seed=s, out=str(root / f"seed{s}")) for s in seeds]  # each validates its seed
     check_seeds_folder(root, seeds, resume=config.resume)

@@ -29,9 +29,11 @@ from losia_cl.streams.tokenization import collate_for_training, encode_examples,
 from losia_cl.streams.types import Stream, Task
 from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
+from losia_cl.trainer.continuation import Continuation
 from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
+from losia_cl.trainer.saved_models import ModelSaver
 from losia_cl.trainer.step import train_step
 from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
 from losia_cl.timing import TIME_PARTS, Timings
@@ -47,8 +49,8 @@ logger = logging.getLogger(__name__)
 class Progress:
     """The JSON-able partial results of a method (what a checkpoint carries besides tensors)."""
 
-    scores: list[list[float]]
-    losses: dict[str, list[float]] = field(default_factory=dict)
+    scores: list[list[float | None]]
+    losses: dict[str, list[float | None]] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
     updating_steps: dict[str, int] = field(default_factory=dict)
     lr_mass: dict[str, float] = field(default_factory=dict)
@@ -59,7 +61,7 @@ class Progress:
     overlap: dict[str, Any] | None = None
     stability: dict[str, Any] | None = None
     method_record: dict[str, dict[str, Any]] = field(default_factory=dict)
-    loglik_scores: list[list[float]] = field(default_factory=list)
+    loglik_scores: list[list[float | None]] = field(default_factory=list)
     retention: list[dict[str, Any] | None] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -131,7 +133,8 @@ def base_stability(records: list[TargetWeight]) -> StabilityTracker:
 
 def _scores_csv(tasks: list[str], scores: list[list[float]]) -> str:
     header = ",".join(["after", *tasks])
-    rows = [",".join([label, *(f"{v:.6f}" for v in row)]) for label, row in zip(["base", *tasks], scores)]
+    rows = [",".join([label, *("" if v is None else f"{v:.6f}" for v in row)])
+            for label, row in zip(["base", *tasks], scores)]
     return "\n".join([header, *rows]) + "\n"
 
 
@@ -150,8 +153,12 @@ class SequentialTrainer:
         base_loglik: list[float] | None = None,
         probe: GeneralProbe | None = None,
         stability_base: StabilityTracker | None = None,
+        continuation: Continuation | None = None,
     ) -> None:
         self.config = config
+        #: with ``--from``: the finished run whose tasks come first in ``stream`` (they are not trained again; the
+        #: general probe and weight stability, measured from the base model, are not recorded)
+        self.continuation = continuation
         self.stream = stream
         self.method_name = method_name
         self.method: Method = create_method(method_name, **config.options_for(method_name))
@@ -162,7 +169,7 @@ class SequentialTrainer:
         self.folder = inside(config.out_dir, method_name)
         #: the general probe's base reference: given (shared by the run's methods) or taken from the freshly
         #: loaded model by :meth:`run`; None under ``retention=False``
-        self.probe = probe if config.retention else None
+        self.probe = probe if config.retention and continuation is None else None
         #: the weight-stability tracker with the base model's spectra and no stage yet: given (shared by the run's
         #: methods, copied before use) or taken from the freshly loaded model by :meth:`run`
         self.stability_base = stability_base
@@ -176,6 +183,8 @@ class SequentialTrainer:
         self._sync = DeferredSync()
         #: TensorBoard events (--tensorboard), opened by run()
         self.events = TensorBoardLog(None, stream.task_names, [])
+        self.saver = ModelSaver(self.folder, config.out_dir, method_name, config.model, enabled=config.save_models,
+                                every_task=config.save_every_task, writes=self.dist.is_main)
 
     # ------------------------------------------------------------------ helpers
     def _context(self, index: int, num_steps: int) -> TaskContext:
@@ -185,6 +194,11 @@ class SequentialTrainer:
         return encode_examples(
             tokenizer, task.train, max_length=self.config.max_length, chat_template=self.config.chat_template
         )
+
+    def _steps(self, progress: Progress) -> list[int]:
+        """Optimizer steps of every task: those taken where known (a continued run's earlier tasks), else planned."""
+        planned = self.config.steps_per_task(self.stream)
+        return [progress.steps.get(task.name, n) for task, n in zip(self.stream, planned)]
 
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
@@ -203,27 +217,39 @@ class SequentialTrainer:
         config = self.config
         if self.dist.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
+            self.saver.clean()
         # rank 0 reads the checkpoint and hands it to every rank (no shared file system needed)
         checkpoint = self.dist.decide(lambda: Checkpoint.load(self.folder) if config.resume else None)
         reset_peak_memory(self.device)
+        cont = self.continuation
+        first = cont.num_earlier if cont is not None else 0  # the first task this run trains
         if checkpoint is not None:
             progress = checkpoint.progress_as(Progress, self.folder, config.steps_per_task(self.stream))
             if not progress.timings:  # a checkpoint of an earlier losia-cl: its two totals
                 progress.timings = {"train": progress.train_seconds, "evaluation": progress.eval_seconds}
             logger.info("%s: resuming at task %d, step %d", self.method_name, checkpoint.task_index, checkpoint.step)
+        elif cont is not None:
+            progress = Progress(**cont.initial_progress(self.method_name, self.base_scores, self.base_loglik))
         else:
             progress = Progress(scores=[list(self.base_scores)])
-        self.events = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
-                                 self.stream.task_names, config.steps_per_task(self.stream),
-                                 None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
-        if checkpoint is None:
-            self.events.scores(0, progress.scores[0])
         timings = Timings(progress.timings)
         with timings.part("load"):
             model, tokenizer = self.load_model()
         total_parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         evaluator = stage_evaluator(tokenizer, self.stream, config)
-        if config.retention and self.probe is None:  # the base model is fresh: take the probe's reference from it
+        if cont is not None and checkpoint is None:  # the saved model before the first new task: row T0
+            with timings.part("evaluation"):
+                stage = evaluate_stage(model, tokenizer, self.stream, config, self.device, self.folder, first,
+                                       self.dist, evaluator)
+            progress.scores[first], progress.loglik_scores[first] = cont.start_row(self.method_name, stage.scores,
+                                                                                   stage.loglik)
+            logger.info("%s: continuing %s after its %d task(s)", self.method_name, cont.run_dir, first)
+        self.events = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
+                                 self.stream.task_names, self._steps(progress),
+                                 None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
+        if checkpoint is None:  # the base model's row (and a continued run's earlier rows)
+            self.events.rows(progress.scores)
+        if config.retention and self.probe is None and cont is None:  # the base model is fresh: take the probe's reference from it
             with timings.part("probe"):
                 self.probe = self._probe(model, tokenizer)
         if not progress.loglik_scores:
@@ -248,7 +274,7 @@ class SequentialTrainer:
         last = len(self.stream) - 1
 
         for index, task in enumerate(self.stream):
-            if checkpoint is not None and index < checkpoint.task_index:
+            if index < first or (checkpoint is not None and index < checkpoint.task_index):
                 continue
             batches = config.batch_plan.steps(len(task.train), index)
             ctx = self._context(index, len(batches))
@@ -290,6 +316,8 @@ class SequentialTrainer:
                 progress.stability = stability.to_dict()
                 progress.overlap = overlap.to_dict() if layout else None
             self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
+            initial_adapter = getattr(self.method, "initial_adapter", None)
+            self.saver.save(model, tokenizer, index + 1, task.name, initial_adapter() if initial_adapter else None)
         self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
@@ -367,6 +395,9 @@ class SequentialTrainer:
         from losia_cl.metrics import cl_metrics
 
         tasks = self.stream.task_names
+        cont = self.continuation
+        continued = None if cont is None else {"run": str(cont.run_dir), "tasks": cont.num_earlier}
+        loglik = progress.loglik_scores if cont is None or cont.carries_loglik(self.method_name, self.base_loglik) else None
         progress.peak_memory_bytes = max(progress.peak_memory_bytes, self.dist.max_int(peak_memory_bytes(self.device)))
         results = MethodResults(
             method=self.method_name,
@@ -376,7 +407,7 @@ class SequentialTrainer:
             scores=progress.scores,
             metrics=cl_metrics(progress.scores).to_dict(),
             subnet_overlap=overlap.summary() if overlap is not None else None,
-            stability=stability.summary(),
+            stability=stability.summary() if cont is None else None,
             trainable_parameters=progress.trainable_parameters,
             total_parameters=total_parameters,
             train_seconds=progress.timings.get("train", 0.0),
@@ -389,9 +420,11 @@ class SequentialTrainer:
             lr_mass=progress.lr_mass,
             losses=progress.losses,
             method_record=progress.method_record,
-            loglik_scores=progress.loglik_scores,
-            loglik_metrics=cl_metrics(progress.loglik_scores, bounded=False).to_dict(),
+            loglik_scores=loglik,
+            loglik_metrics=None if loglik is None else cl_metrics(loglik, bounded=False).to_dict(),
             retention=self._retention_summary(progress.retention),
+            continued_from=continued,
+            saved_models=self.saver.pointers(tasks, 0 if cont is None else cont.num_earlier),
         ).to_json()
         self._sync.close()
         if not self.dist.is_main:

@@ -11,7 +11,8 @@
   previous task's and the coverage so far (means over the target matrices, as in ``subnet_overlap``).
 
 The step axis counts optimizer steps across tasks: a training step is logged at the number of steps
-done before it, a task's scores at the number of steps done through that task.  A resumed method
+done before it, a task's scores at the number of steps done through that task (a run continued with
+``--from`` counts the earlier run's tasks first, and logs the score rows it carries).  A resumed method
 opens its folder with ``purge_step`` at its checkpoint's step, so TensorBoard hides what the
 interrupted process logged after that checkpoint and shows every step once.  Only the main process
 writes.  The module imports ``torch.utils.tensorboard`` (which needs the ``tensorboard`` package) only
@@ -74,12 +75,18 @@ class TensorBoardLog:
         self._writer.add_scalar("train/loss", loss, at)
         self._writer.add_scalar("train/lr", lr, at)
 
-    def scores(self, stage: int, row: Sequence[float]) -> None:
-        """Every task's score after ``stage`` tasks (0: the base model)."""
+    def scores(self, stage: int, row: Sequence[float | None]) -> None:
+        """Every task's score after ``stage`` tasks (0: the base model; None: not measured, left out)."""
         if self._writer is None:
             return
         for task, score in zip(self.tasks, row):
-            self._writer.add_scalar(f"score/{task}", score, self.offsets[stage])
+            if score is not None:
+                self._writer.add_scalar(f"score/{task}", score, self.offsets[stage])
+
+    def rows(self, scores: Sequence[Sequence[float | None]]) -> None:
+        """The rows of a score matrix so far: row ``i`` after ``i`` tasks."""
+        for stage, row in enumerate(scores):
+            self.scores(stage, row)
 
     def subnet_overlap(self, stage: int, summary: dict[str, Any]) -> None:
         """The subnets after ``stage`` tasks, from a ``SubnetOverlapTracker.summary()``: ``subnet/jaccard_prev``

@@ -144,7 +144,8 @@ def run_tune(
                 logger.warning("tune: %d eval prompt(s) of task %s (seed %s) are also test prompts; the choice "
                                "is not independent of test", count, task, s)
     first = tunings[seeds[0]]
-    base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None)
+    base_config = replace(config, out=str(out), report=False, retention=False, lr={}, lr_from=None,
+                          save_models=False, save_every_task=False, from_run=None)
     header = {
         "command": command or [],
         "stream": base_config.to_dict()["stream"],
