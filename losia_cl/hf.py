@@ -17,6 +17,7 @@ Importing this module imports ``transformers``; ``import losia_cl`` does not.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import torch
@@ -82,7 +83,10 @@ class LoSiATrainer(Trainer):
 
     The learning rate, weight decay, Adam betas/epsilon, schedule and warm-up come from ``args``;
     the other LoSiA settings from ``losia_config``.  ``args.optim`` is not used.  Gradients are
-    clipped to ``args.max_grad_norm`` by :meth:`LoSiA.clip_grad_norm_`.  Call
+    clipped to ``args.max_grad_norm`` by :meth:`LoSiA.clip_grad_norm_`.  The logged ``learning_rate``
+    is the one LoSiA applied in the last step (:meth:`LoSiA.applied_lr`, the mean over the entries the
+    step updated, each matrix at its re-warmed rate), not the scheduler's: half of it on the first step
+    of a re-warm over two steps.  Call
     ``trainer.losia.close()`` after training to remove LoSiA's gradient hooks from the model
     (also done when the optimizer is garbage-collected); ``losia_cl.unpatch(model)`` turns
     LoSiA-Pro layers back into ``nn.Linear``.
@@ -94,6 +98,9 @@ class LoSiATrainer(Trainer):
         _check_envelope(losia_config)
         super().__init__(*args, **kwargs)
         self.losia_config = losia_config or LoSiAConfig()
+        #: the learning rate LoSiA's last step applied, recorded by a hook right before the step
+        self._applied_lr: list[float] = []
+        self._hooked: weakref.ref | None = None  # the LoSiA carrying that hook
 
     @property
     def losia(self) -> LoSiA | None:
@@ -118,7 +125,22 @@ class LoSiATrainer(Trainer):
         if self.optimizer is None:
             target = self.model if model is None else model
             self.optimizer = build_losia(target, config_from_args(self.args, self.losia_config))
+        losia = self.losia
+        if losia is not None and (self._hooked is None or self._hooked() is not losia):
+            applied = self._applied_lr  # the hook holds the list, not the Trainer
+
+            def record(optimizer: LoSiA, *_: Any) -> None:
+                applied[:] = [optimizer.applied_lr()]
+
+            losia.register_step_pre_hook(record)
+            self._hooked = weakref.ref(losia)
         return self.optimizer
+
+    def _get_learning_rate(self) -> float:
+        """The learning rate LoSiA applied in the last step (the scheduler's before the first step)."""
+        if self._applied_lr:
+            return self._applied_lr[0]
+        return super()._get_learning_rate()
 
 
 def _check_envelope(config: LoSiAConfig | None) -> None:

@@ -90,7 +90,7 @@ def _rank_run(ctx, base: str) -> list[str]:
     out = Path(base) / f"rank{ctx.rank}"
     config = RunConfig(model="tiny-llama", tasks=("category", "position"), methods=("losia-pro",),
                        max_train_examples=8, max_test_examples=4, batch_size=4, max_length=64, eval_batch_size=2,
-                       checkpoint_every=1, progress=False, out=str(out))
+                       checkpoint_every=1, progress=False, tensorboard=True, out=str(out))
     outcome = run_experiment(config)
     return outcome.results["losia-pro"]["scores"]
 
@@ -103,6 +103,7 @@ def test_only_rank_zero_writes(tmp_path):
     written = sorted(str(p.relative_to(tmp_path / "rank0")) for p in (tmp_path / "rank0").rglob("*") if p.is_file())
     assert "run.json" in written and "losia-pro/results.json" in written and "losia-pro/scores.csv" in written
     assert "losia-pro/predictions/stage2-position.jsonl" in written
+    assert [name.startswith("tensorboard/losia-pro/events.out.tfevents.") for name in written].count(True) == 1
     assert "losia-pro/model/model.safetensors" in written  # the saved model, by rank 0 alone
     assert not (tmp_path / "rank1").exists()
 

@@ -136,3 +136,58 @@ def test_import_losia_cl_does_not_import_transformers():
     code = "import losia_cl, sys; losia_cl.LoSiAConfig; print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False"], result.stderr
+
+
+class _Deltas(transformers.TrainerCallback):
+    """Before every optimizer step: each target matrix's last re-localization and weight; after it: the change."""
+
+    def __init__(self):
+        self.relocalized: list[list[int]] = []
+        self.deltas: list[dict[str, torch.Tensor]] = []
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        optimizer = optimizer.optimizer
+        before: dict[str, torch.Tensor] = {}
+
+        def pre(opt, *_):
+            targets = [g for g in opt.param_groups if g["losia"]]
+            self.relocalized.append([int(opt.state[g["params"][0]]["last_relocalization"]) for g in targets])
+            before.update({g["name"]: g["params"][0].detach().clone() for g in targets})
+
+        def post(opt, *_):
+            self.deltas.append({g["name"]: g["params"][0].detach() - before[g["name"]]
+                                for g in opt.param_groups if g["losia"]})
+
+        optimizer.register_step_pre_hook(pre)
+        optimizer.register_step_post_hook(post)
+
+
+def test_trainer_logs_the_re_warmed_learning_rate_not_the_schedulers(tmp_path):
+    from losia_cl.hf import LoSiATrainer
+
+    period = 2
+    recorder = _Deltas()
+    trainer = LoSiATrainer(
+        model=make_tiny_llama(seed=0), args=_args(tmp_path, max_steps=8, lr_scheduler_type="constant", warmup_steps=0),
+        train_dataset=_Fixed(), callbacks=[recorder],
+        losia_config=LoSiAConfig(rank_factor=1 / 4, period=period, schedule="sync"),
+    )
+    trainer.train()
+    trainer.losia.close()
+    logged = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert len(logged) == len(recorder.relocalized) == 8
+    # the re-warm ramp min(1, (s - r + 1) / T) after each matrix's last re-localization r, on the constant 1e-2
+    expected = []
+    for step, lasts in enumerate(recorder.relocalized):
+        rates = [1e-2 * (1.0 if r < 0 else min(1.0, (step - r + 1) / period)) for r in lasts]
+        assert len(set(rates)) == 1  # sync: every matrix re-localizes at the same step
+        expected.append(rates[0])
+    assert expected == pytest.approx([1e-2, 1e-2, 5e-3, 1e-2, 1e-2, 1e-2, 5e-3, 1e-2])
+    assert logged == pytest.approx(expected, rel=1e-12)
+    # the first step after a re-localization starts Adam afresh (zeroed moments, step 1), so every trained
+    # entry moves by lr * |g| / (|g| + eps): the weights themselves show the rate applied, half the scheduler's
+    for step in (2, 6):
+        moved = torch.cat([d[d != 0].abs() for d in recorder.deltas[step].values()])
+        assert moved.numel() > 0
+        assert moved.median().item() == pytest.approx(logged[step], rel=1e-3)
+        assert logged[step] < trainer.lr_scheduler.get_last_lr()[0] == 1e-2

@@ -133,6 +133,9 @@ class RunConfig:
     resume: bool = documented("Continue an interrupted run in --out from its last checkpoint.", False)
     progress: bool = documented("Show progress bars (on a terminal only; TQDM_DISABLE=1 hides them too).", True)
     report: bool = documented("Write the HTML report at the end.", True)
+    tensorboard: bool = documented(
+        "Write TensorBoard event files to <out>/tensorboard/<method>/: loss and applied learning rate per step, "
+        "scores after every task, subnet overlap (needs the tensorboard extra).", False)
     save_models: bool = documented(
         "Save each method's trained model after every task in <method>/model/ (replaced by the next task's; "
         "docs/saved-models.md).", True)
@@ -203,9 +206,15 @@ class RunConfig:
             if "lr" in options:
                 _check_lr(options["lr"], f"method_options: {name}.lr")
         for key in ("chat_template", "resume", "progress", "report", "retention", "measure_every_task", "save_models",
-                    "save_every_task"):
+                    "save_every_task", "tensorboard"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
+        if self.tensorboard:
+            from losia_cl.trainer.tensorboard_log import tensorboard_problem
+
+            problem = tensorboard_problem()
+            if problem is not None:
+                raise ConfigError(f"tensorboard = true {problem}")
         if self.lr_from is not None:
             from losia_cl.tune.select import read_tune_file
             from losia_cl.tune.sources import check_tune_matches

@@ -37,6 +37,7 @@ from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.saved_models import ModelSaver
 from losia_cl.trainer.step import train_step
+from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
 from losia_cl.timing import TIME_PARTS, Timings
 
 if TYPE_CHECKING:
@@ -187,6 +188,8 @@ class SequentialTrainer:
                                      world_size=self.dist.world_size)
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
+        #: TensorBoard events (--tensorboard), opened by run()
+        self.events = TensorBoardLog(None, stream.task_names, [])
         self.saver = ModelSaver(self.folder, config.out_dir, method_name, config.model, enabled=config.save_models,
                                 every_task=config.save_every_task, writes=self.dist.is_main)
 
@@ -208,9 +211,15 @@ class SequentialTrainer:
 
         return make_batch
 
+    def _steps(self, progress: Progress) -> list[int]:
+        """Optimizer steps of every task: those taken where known (a continued run's earlier tasks), else planned."""
+        planned = self.config.steps_per_task(self.stream)
+        return [progress.steps.get(task.name, n) for task, n in zip(self.stream, planned)]
+
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
             return
+        self.events.flush()
         Checkpoint(
             task_index=index, step=step, model=model.state_dict(), optimizer=optimizer.state_dict(),
             scheduler=None if scheduler is None else scheduler.state_dict(), rng=rng_state(),
@@ -252,6 +261,11 @@ class SequentialTrainer:
             progress.scores[first], progress.loglik_scores[first] = cont.start_row(self.method_name, stage.scores,
                                                                                    stage.loglik)
             logger.info("%s: continuing %s after its %d task(s)", self.method_name, cont.run_dir, first)
+        self.events = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
+                                 self.stream.task_names, self._steps(progress),
+                                 None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
+        if checkpoint is None:  # the base model's row (and a continued run's earlier rows)
+            self.events.rows(progress.scores)
         if config.retention and self.probe is None and cont is None:  # the base model is fresh: take the probe's reference from it
             with timings.part("probe"):
                 self.probe = self._probe(model, tokenizer)
@@ -324,8 +338,10 @@ class SequentialTrainer:
                                       base=base_weights)
                 progress.stability = stability.to_dict()
                 progress.overlap = overlap.to_dict() if layout else None
+            self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
             initial_adapter = getattr(self.method, "initial_adapter", None)
             self.saver.save(model, tokenizer, index + 1, task.name, initial_adapter() if initial_adapter else None)
+        self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
     def _probe(self, base_model: nn.Module, tokenizer: Any) -> GeneralProbe:
@@ -365,6 +381,7 @@ class SequentialTrainer:
                     with timings.part("metrics"):
                         self._record_subnets(overlap, task.name, layout, self.method.new_subnets(optimizer))
                 losses.append(step_loss)
+                self.events.train_step(index, step, step_loss, lr)
                 progress.lr_mass[task.name] += lr
                 progress.updating_steps[task.name] += lr > 0
                 bar.update(1)
