@@ -361,7 +361,7 @@ class MethodResults:
     timings: dict[str, float] | None = documented(
         "{part: wall-clock seconds} of the method's run: load (the model), train (optimizer steps), evaluation "
         "(greedy generation and graded log-likelihood, one forward pass), probe, metrics (stability, overlap), "
-        "checkpoint (writing checkpoints); train_seconds = train, eval_seconds = evaluation + probe.", None
+        "checkpoint (writing checkpoints and the saved models); train_seconds = train, eval_seconds = evaluation + probe.", None
     )
     continued_from: dict[str, Any] | None = documented(
         "For a run continuing another (`--from`, docs/saved-models.md): {run: its folder, tasks: how many of the "

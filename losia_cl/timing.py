@@ -14,7 +14,7 @@ TIME_PARTS: dict[str, str] = {
                   "in the same forward pass",
     "probe": "the general probe",
     "metrics": "weight stability and subnet overlap",
-    "checkpoint": "writing checkpoints (--checkpoint-every)",
+    "checkpoint": "writing checkpoints (--checkpoint-every) and the saved models",
 }
 #: The parts done once per run, before the methods (``run.json["timings"]``).
 RUN_TIME_PARTS: dict[str, str] = {

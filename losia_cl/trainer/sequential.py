@@ -339,8 +339,11 @@ class SequentialTrainer:
                 progress.stability = stability.to_dict()
                 progress.overlap = overlap.to_dict() if layout else None
             self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
-            initial_adapter = getattr(self.method, "initial_adapter", None)
-            self.saver.save(model, tokenizer, index + 1, task.name, initial_adapter() if initial_adapter else None)
+            if index == last or self.saver.every_task:  # by default only the final stage is kept
+                initial_adapter = getattr(self.method, "initial_adapter", None)
+                with timings.part("checkpoint"):
+                    self.saver.save(model, tokenizer, index + 1, task.name,
+                                    initial_adapter() if initial_adapter else None)
         self.events.close()
         return self._finish(progress, overlap if progress.overlap else None, stability, total_parameters)
 
