@@ -1,4 +1,4 @@
-"""A task from your own data: one data file, or (helpers of :meth:`Task.from_dataset`) a ``datasets.Dataset``.
+"""A task from your own data: one data file, or a ``datasets.Dataset`` (:func:`task_from_dataset`, :meth:`Task.from_dataset`).
 
 ``load_stream("reviews.csv", prompt="Review: {text}\\nSentiment:", answer="label",
 labels=["negative", "positive"])`` (and ``losia-cl run --stream data/train.jsonl``, with
@@ -20,18 +20,23 @@ than bytes, so greedy generation can always reach the end of the longest referen
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from losia_cl.errors import ConfigError, DataError
 
+from . import types as _types
 from .mapping import RecordMapping
 from .metric_names import check_metric
 from .records import DATA_SUFFIXES, read_examples
 from .selection import check_limit, check_seed, hold_out, select_tasks, subsample
 from .types import Example, Stream, Task
+
+_log = logging.getLogger(__name__)
 
 #: Default share of a single file held out as the test split when there is no sibling test file.
 DEFAULT_TEST_FRACTION = 0.1
@@ -219,3 +224,64 @@ def build_task(name: str, train: tuple[Example, ...], test: tuple[Example, ...],
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(train)
     return Task(name=name, train=train, test=test, metric=metric, max_new_tokens=max_new_tokens)
+
+
+def task_from_dataset(
+    dataset: Any,
+    *,
+    prompt: str = "prompt",
+    answer: str = "answer",
+    labels: Sequence[str] | None = None,
+    name: str = "task",
+    metric: str = "accuracy",
+    max_new_tokens: int | None = None,
+    test: Any = None,
+    eval: Any = None,  # noqa: A002 - the split's name, as Task.eval
+    test_fraction: float = 0.1,
+    class_label_names: bool = True,
+) -> Task:
+    """A task from a ``datasets.Dataset``, a ``DatasetDict`` or a list of dicts.
+
+    ``prompt``/``answer``: a field name, or a format string over the fields when it holds ``{``
+    (``prompt="{sentence}\nSentiment:"``); ``labels``: names of integer labels in the answer
+    field.  A ``ClassLabel`` column gives its label names (``"positive"``, not ``1``) unless
+    ``labels`` is given or ``class_label_names=False``.  A ``DatasetDict`` gives its ``train``
+    split, its ``test`` split and its ``validation`` (or ``eval``) split as ``eval``, the split
+    ``losia-cl tune`` scores on; other splits are left out with a warning.  ``test`` and
+    ``eval`` (same kinds as ``dataset``) override those; without a test split, a held-out slice
+    of ``test_fraction`` of the training examples (fixed seed) is the test split.
+    ``max_new_tokens`` defaults to the longest training answer in UTF-8 bytes + 1 (at most 512).
+    """
+    mapping = RecordMapping.from_spec(prompt, answer, labels)
+    where = f"dataset of task {name!r}"
+    if isinstance(dataset, Mapping):  # a DatasetDict
+        if "train" not in dataset:
+            raise DataError(f"{where}: a DatasetDict needs a 'train' split; it has "
+                            f"{', '.join(map(str, dataset)) or 'none'}")
+        used = {"train"}
+        for split, given in (("test", test), ("eval", eval)):
+            found = next((key for key in DATASET_SPLITS[split] if key in dataset), None)
+            if found is not None:
+                used.add(found)
+                if given is None:
+                    given = dataset[found]
+            test, eval = (given, eval) if split == "test" else (test, given)
+        unused = [str(key) for key in dataset if key not in used]
+        if unused:
+            _log.warning(
+                "%s: split(s) %s left out (a task uses train, test and validation/eval)", where, ", ".join(unused))
+        dataset = dataset["train"]
+    options = {"class_label_names": class_label_names}
+    train = dataset_examples(dataset, mapping, where, **options)
+    if test is None:
+        train, held_out = hold_out(train, test_fraction, where=where)
+    else:
+        held_out = dataset_examples(test, mapping, f"test {where}", **options)
+    task = build_task(name, train, held_out, metric, max_new_tokens, where=where)
+    if eval is None:
+        return task
+    return replace(task, eval=dataset_examples(eval, mapping, f"eval {where}", **options))
+
+
+#: Task.from_dataset reads datasets through this module (types.py imports nothing that reads data)
+_types._dataset_reader = task_from_dataset

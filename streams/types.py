@@ -8,7 +8,7 @@ values, so a stream that exists is a stream that can be trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
@@ -50,6 +50,11 @@ class Example:
                 raise DataError(
                     f"Example.{name} must be a string or an integer, got {type(value).__name__}: {value!r:.60}{hint}"
                 )
+
+
+#: reads a dataset into a :class:`Task` for :meth:`Task.from_dataset`; set by
+#: :mod:`losia_cl.streams.own_data` (imported with the package), the module that reads data
+_dataset_reader: Callable[..., Task] | None = None
 
 
 @dataclass(frozen=True)
@@ -116,52 +121,17 @@ class Task:
     ) -> Task:
         """A task from a ``datasets.Dataset``, a ``DatasetDict`` or a list of dicts.
 
-        ``prompt``/``answer``: a field name, or a format string over the fields when it holds ``{``
-        (``prompt="{sentence}\nSentiment:"``); ``labels``: names of integer labels in the answer
-        field.  A ``ClassLabel`` column gives its label names (``"positive"``, not ``1``) unless
-        ``labels`` is given or ``class_label_names=False``.  A ``DatasetDict`` gives its ``train``
-        split, its ``test`` split and its ``validation`` (or ``eval``) split as ``eval``, the split
-        ``losia-cl tune`` scores on; other splits are left out with a warning.  ``test`` and
-        ``eval`` (same kinds as ``dataset``) override those; without a test split, a held-out slice
-        of ``test_fraction`` of the training examples (fixed seed) is the test split.
-        ``max_new_tokens`` defaults to the longest training answer in UTF-8 bytes + 1 (at most 512).
+        Reading a dataset is the job of :func:`~losia_cl.streams.own_data.task_from_dataset`, which this
+        method calls with the same arguments (see it for their meaning); this module imports nothing
+        that reads data, so the reader is looked up here when the method runs.
         """
-        import logging
-        from collections.abc import Mapping
-
-        from .mapping import RecordMapping
-        from .own_data import DATASET_SPLITS, build_task, dataset_examples
-        from .selection import hold_out
-
-        mapping = RecordMapping.from_spec(prompt, answer, labels)
-        where = f"dataset of task {name!r}"
-        if isinstance(dataset, Mapping):  # a DatasetDict
-            if "train" not in dataset:
-                raise DataError(f"{where}: a DatasetDict needs a 'train' split; it has "
-                                f"{', '.join(map(str, dataset)) or 'none'}")
-            used = {"train"}
-            for split, given in (("test", test), ("eval", eval)):
-                found = next((key for key in DATASET_SPLITS[split] if key in dataset), None)
-                if found is not None:
-                    used.add(found)
-                    if given is None:
-                        given = dataset[found]
-                test, eval = (given, eval) if split == "test" else (test, given)
-            unused = [str(key) for key in dataset if key not in used]
-            if unused:
-                logging.getLogger(__name__).warning(
-                    "%s: split(s) %s left out (a task uses train, test and validation/eval)", where, ", ".join(unused))
-            dataset = dataset["train"]
-        options = {"class_label_names": class_label_names}
-        train = dataset_examples(dataset, mapping, where, **options)
-        if test is None:
-            train, held_out = hold_out(train, test_fraction, where=where)
-        else:
-            held_out = dataset_examples(test, mapping, f"test {where}", **options)
-        task = build_task(name, train, held_out, metric, max_new_tokens, where=where)
-        if eval is None:
-            return task
-        return replace(task, eval=dataset_examples(eval, mapping, f"eval {where}", **options))
+        if _dataset_reader is None:  # pragma: no cover - the package's __init__ imports own_data
+            raise RuntimeError("losia_cl.streams.own_data is not imported")
+        return _dataset_reader(
+            dataset, prompt=prompt, answer=answer, labels=labels, name=name, metric=metric,
+            max_new_tokens=max_new_tokens, test=test, eval=eval, test_fraction=test_fraction,
+            class_label_names=class_label_names,
+        )
 
     def split(self, name: str) -> tuple[Example, ...]:
         """The examples of split ``"train"``, ``"test"`` or ``"eval"``."""
