@@ -21,7 +21,8 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from losia_cl.bench import BenchConfig, _lm_loss, build_trainee
+    from losia_cl.bench import BenchConfig, build_trainee
+    from losia_cl.bench_setup import lm_loss
     from losia_cl.trainer.step import clip_gradients
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(phases: dict[str, list[float]] | None) -> None:
         start = time.perf_counter()
-        loss = _lm_loss(model, batch)
+        loss = lm_loss(model, batch)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
-            loss = _lm_loss(model, batch)
+            loss = lm_loss(model, batch)
             loss.backward()
             clip_gradients(model, optimizer, 1.0)
             with record_function("OPTIMIZER_STEP"):

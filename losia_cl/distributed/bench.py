@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from losia_cl.bench_setup import BenchConfig, build_model, create_bench_method, lm_loss, sync_device
 from losia_cl.distributed.context import DistContext
 from losia_cl.distributed.reduce import Block, GradientReducer, losia_blocks
 
@@ -59,7 +60,6 @@ def _build(method: str, cfg: Any, ctx: DistContext, local_importance: bool = Fal
     ``local_importance``: the recording matrices travel as their subnet blocks too (the remedy's
     steps inside a slot; its slot-end all-reduce is timed separately by :func:`run_rank`).
     """
-    from losia_cl.bench import _lm_loss, _sync, build_model, create_bench_method
     from losia_cl.methods import TaskContext
     from losia_cl.methods.losia import LoSiAMethod
     from losia_cl.trainer.step import apply_update
@@ -89,19 +89,19 @@ def _build(method: str, cfg: Any, ctx: DistContext, local_importance: bool = Fal
             sizes = {id(p): p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None}
             timing["dense_bytes"] = sum(sizes.values())
             timing["recording_bytes"] = sum(n for key, n in sizes.items() if key in recording)
-            _sync(cfg.device)
+            sync_device(cfg.device)
             ctx.barrier()  # time the communication, not the wait for the slower rank
             started = time.perf_counter()
             timing["bytes"] = reducer(params, blocks)
-            _sync(cfg.device)
+            sync_device(cfg.device)
             timing["reduce_seconds"] = time.perf_counter() - started
 
-        _sync(cfg.device)
+        sync_device(cfg.device)
         started = time.perf_counter()
-        loss = _lm_loss(model, {"input_ids": local}) * share
+        loss = lm_loss(model, {"input_ids": local}) * share
         loss.backward()
         apply_update(model, optimizer, scheduler, max_grad_norm=1.0, reduce_gradients=reduce)
-        _sync(cfg.device)
+        sync_device(cfg.device)
         timing["seconds"] = time.perf_counter() - started
         return timing
 
@@ -110,18 +110,16 @@ def _build(method: str, cfg: Any, ctx: DistContext, local_importance: bool = Fal
 
 def _time_all_reduce(ctx: DistContext, nbytes: int, device: str, repeats: int = 3) -> float:
     """Median seconds of one all-reduce of ``nbytes`` bytes of float32 (0 bytes: 0 s)."""
-    from losia_cl.bench import _sync
-
     if nbytes <= 0:
         return 0.0
     buffer = torch.zeros(nbytes // 4, device=device)
     times = []
     for _ in range(repeats):
         ctx.barrier()
-        _sync(device)
+        sync_device(device)
         started = time.perf_counter()
         ctx.all_reduce_(buffer)
-        _sync(device)
+        sync_device(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -129,8 +127,6 @@ def _time_all_reduce(ctx: DistContext, nbytes: int, device: str, repeats: int = 
 def run_rank(ctx: DistContext, config: dict[str, Any], methods: Sequence[str], local_importance: bool,
              threads: int | None) -> dict[str, Any]:
     """One rank of the benchmark (called in every process by :func:`~losia_cl.distributed.spawn.spawn`)."""
-    from losia_cl.bench import BenchConfig
-
     if threads:
         torch.set_num_threads(threads)
     cfg = BenchConfig(**config)
