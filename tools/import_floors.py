@@ -98,6 +98,7 @@ class Import:
     path: str
     line: int
     in_function: bool
+    type_only: bool = False  #: under ``if TYPE_CHECKING:`` (a lazy facade's names, or an annotation)
 
 
 @dataclass
@@ -108,11 +109,13 @@ class Graph:
     imports: list[Import] = field(default_factory=list)
     statements: int = 0
     function_statements: int = 0
+    project_statements: int = 0
+    project_function_statements: int = 0
 
 
-def module_name(path: Path, folder: str) -> str:
-    """Dotted name of the module at ``path`` inside source ``folder``."""
-    parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+def module_name(path: Path, folder: str, root: Path = ROOT) -> str:
+    """Dotted name of the module at ``path`` inside source ``folder`` of checkout ``root``."""
+    parts = list(path.relative_to(root / folder).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join([SOURCES[folder], *parts])
@@ -129,16 +132,30 @@ def find_modules(root: Path = ROOT) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for folder in SOURCES:
         for path in sorted((root / folder).rglob("*.py")):
-            found[module_name(path, folder)] = path
+            found[module_name(path, folder, root)] = path
     return found
 
 
 class _Collector(ast.NodeVisitor):
-    """Collects import statements with their line and whether they sit inside a function."""
+    """Collects import statements with their line, whether they sit inside a function or under TYPE_CHECKING."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[ast.Import | ast.ImportFrom, bool]] = []
+        self.found: list[tuple[ast.Import | ast.ImportFrom, bool, bool]] = []
         self._depth = 0
+        self._type_checking = 0
+
+    def visit_If(self, node: ast.If) -> None:
+        test = node.test
+        name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+        if name != "TYPE_CHECKING":
+            self.generic_visit(node)
+            return
+        self._type_checking += 1
+        for child in node.body:
+            self.visit(child)
+        self._type_checking -= 1
+        for child in node.orelse:
+            self.visit(child)
 
     def _function(self, node: ast.AST) -> None:
         self._depth += 1
@@ -148,10 +165,10 @@ class _Collector(ast.NodeVisitor):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
 
     def visit_Import(self, node: ast.Import) -> None:
-        self.found.append((node, self._depth > 0))
+        self.found.append((node, self._depth > 0, self._type_checking > 0))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        self.found.append((node, self._depth > 0))
+        self.found.append((node, self._depth > 0, self._type_checking > 0))
 
 
 def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -186,7 +203,7 @@ def build_graph(root: Path = ROOT) -> Graph:
         collector.visit(tree)
         is_package = path.name == "__init__.py"
         rel = str(path.relative_to(root))
-        for node, in_function in collector.found:
+        for node, in_function, type_only in collector.found:
             graph.statements += 1
             graph.function_statements += in_function
             if isinstance(node, ast.Import):
@@ -194,9 +211,11 @@ def build_graph(root: Path = ROOT) -> Graph:
             else:
                 base = _absolute(module, is_package, node)
                 names = [f"{base}.{alias.name}" if base else alias.name for alias in node.names]
-            targets = {_project_target(name, graph.modules) for name in names}
-            for target in sorted(t for t in targets if t and t != module):
-                graph.imports.append(Import(module, target, rel, node.lineno, in_function))
+            targets = {_project_target(name, graph.modules) for name in names} - {None, module}
+            graph.project_statements += bool(targets)
+            graph.project_function_statements += bool(targets) and in_function
+            for target in sorted(targets):
+                graph.imports.append(Import(module, target, rel, node.lineno, in_function, type_only))
     return graph
 
 
@@ -315,9 +334,8 @@ def render(report: Report, verbose: bool = False) -> str:
     """The report as text."""
     g = report.graph
     lines = [
-        f"modules: {len(g.modules)}  import statements: {g.statements} "
-        f"(inside functions: {g.function_statements})  project import arrows: {len(g.imports)} "
-        f"(inside functions: {sum(i.in_function for i in g.imports)})",
+        f"modules: {len(g.modules)}  import statements: {g.statements} (inside functions: {g.function_statements})",
+        f"imports of project modules: {g.project_statements} (inside functions: {g.project_function_statements})",
         f"floors: {report.floor_count}",
     ]
     by_floor: dict[int, list[str]] = defaultdict(list)
@@ -332,6 +350,7 @@ def render(report: Report, verbose: bool = False) -> str:
     lines.append(f"upward imports (against LAYERS): {len(report.upward)}")
     for imp in report.upward:
         where = "in a function" if imp.in_function else "module level"
+        where += ", TYPE_CHECKING only" if imp.type_only else ""
         lines.append(
             f"  {imp.path}:{imp.line} {room(imp.source)} (layer {LAYERS[room(imp.source)]}) -> "
             f"{imp.target} (layer {LAYERS[room(imp.target)]}), {where}"
@@ -352,8 +371,9 @@ def render(report: Report, verbose: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true", help="also list the arrows between rooms")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout to measure (default: this one)")
     args = parser.parse_args(argv)
-    report = measure()
+    report = measure(args.root.resolve())
     sys.stdout.write(render(report, verbose=args.verbose) + "\n")
     problems = len(report.room_cycles) + len(report.module_cycles) + len(report.upward) + len(report.undeclared)
     return 1 if problems else 0
