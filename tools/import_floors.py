@@ -61,13 +61,14 @@ LAYERS: dict[str, int] = {
     "metrics": 2,
     "optim": 2,
     "models": 2,
-    # 3: built on one noun: training methods, the results schema, seeds.json, the Hugging Face Trainer
-    #    glue, presets, and the package facade (it exposes the optimizer).
+    # 3: built on one noun: training methods, the results schema, seeds.json, learning rates and tune.json,
+    #    the Hugging Face Trainer glue, presets, and the package facade (it exposes the optimizer).
     "methods": 3,
     "results": 3,
     "multiseed": 3,
     "hf": 3,
     "presets": 3,
+    "learning_rates": 3,
     "losia_cl": 3,
     # 4: a training step across processes, and the pieces of a benchmarked step.
     "distributed": 4,

@@ -216,8 +216,7 @@ class RunConfig:
             if problem is not None:
                 raise ConfigError(f"tensorboard = true {problem}")
         if self.lr_from is not None:
-            from losia_cl.tune.select import read_tune_file
-            from losia_cl.tune.sources import check_tune_matches
+            from losia_cl.learning_rates import check_tune_matches, read_tune_file
 
             stream = stream_label(self.stream) if isinstance(self.stream, Stream) else self.stream
             tuned = read_tune_file(self.lr_from)
@@ -307,7 +306,7 @@ class RunConfig:
 
     def learning_rates(self):
         """Every method's learning rate and its source (``--lr``, ``tune.json`` or ``default``)."""
-        from losia_cl.tune.sources import resolve_learning_rates
+        from losia_cl.learning_rates import resolve_learning_rates
 
         explicit = {m: o["lr"] for m, o in self.method_options.items() if "lr" in o}
         return resolve_learning_rates(self.methods, {**explicit, **self.lr}, self.lr_from)

@@ -2,7 +2,8 @@
 
 * :mod:`.grid` — the default grid around each method's documented centre, ``--grid`` parsing;
 * :mod:`.select` — the selection rule and the ``tune.json`` file (torch-free);
-* :mod:`.sources` — which learning rate a run uses for each method, and where it came from;
+* :mod:`losia_cl.learning_rates` (below the trainer, which reads it) — which learning rate a run uses for
+  each method and where it came from, and the reader of ``tune.json``;
 * :mod:`.runner` — :func:`run_tune`, the grid search itself (``losia-cl tune``).
 """
 
@@ -22,8 +23,8 @@ _LAZY = {
     "SeedRun": ".select",
     "choose": ".select",
     "read_tune_file": ".select",
-    "LearningRate": ".sources",
-    "resolve_learning_rates": ".sources",
+    "LearningRate": "losia_cl.learning_rates",
+    "resolve_learning_rates": "losia_cl.learning_rates",
     "TuneOutcome": ".runner",
     "run_tune": ".runner",
 }
@@ -31,9 +32,10 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from losia_cl.learning_rates import LearningRate, resolve_learning_rates
+
     from .grid import check_grid, default_grid, extend, parse_grid
     from .runner import TuneOutcome, run_tune
     from .select import Choice, GridPoint, SeedRun, choose, read_tune_file
-    from .sources import LearningRate, resolve_learning_rates
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

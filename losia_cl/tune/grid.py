@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
 
 from losia_cl.errors import ConfigError
+from losia_cl.learning_rates import default_lr
 
 #: exponents (in half decades) of the default grid around the centre.
 HALF_DECADES = (-2, -1, 0, 1, 2)
@@ -24,18 +24,6 @@ MAX_RATE = 1.0
 MAX_EXTENSIONS = 2
 #: the step of the default grid and of an extension: half a decade.
 STEP = 10 ** 0.5
-
-
-def default_lr(method: str) -> float:
-    """The built-in default learning rate of ``method`` (its class's ``lr`` field; ``X+replay``: X's)."""
-    from losia_cl.methods import METHODS
-    from losia_cl.methods.spec import parse_method_spec
-
-    cls = METHODS.get(parse_method_spec(method).method)
-    for f in fields(cls):
-        if f.name == "lr":
-            return float(f.default)
-    raise ConfigError(f"method {method!r} has no learning-rate option")
 
 
 def _round(value: float) -> float:

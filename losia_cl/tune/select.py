@@ -1,4 +1,4 @@
-"""The selection rule and the ``tune.json`` file (torch-free).
+"""The selection rule and the ``tune.json`` file it writes (torch-free; read by :mod:`losia_cl.learning_rates`).
 
 Rule (:data:`RULE`): for each method, the learning rate with the highest **learning accuracy on the eval
 splits** (LA: the mean over the tuning tasks of a task's eval score right after it was trained), averaged
@@ -17,12 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from losia_cl.errors import ConfigError, DataError
-from losia_cl.results import read_json
+from losia_cl.errors import ConfigError
+from losia_cl.learning_rates import TUNE_FORMAT, read_tune_file  # noqa: F401  read_tune_file re-exported
 
-TUNE_FORMAT = "losia_cl.tune/2"
-#: formats ``--lr-from`` reads (the first kept only ``chosen``-compatible keys that are still read).
-READABLE_FORMATS = ("losia_cl.tune/1", TUNE_FORMAT)
 #: LA differences up to this (one percentage point) count as ties, which go to the lower learning rate.
 TOLERANCE = 0.01
 CRITERION = "eval_learning_accuracy"
@@ -110,24 +107,3 @@ def write_tune_file(path: Path, info: dict[str, Any]) -> None:
 
     atomic_write_json(path, {"format": TUNE_FORMAT, "criterion": CRITERION, "rule": RULE, "tolerance": TOLERANCE,
                              **info})
-
-
-def read_tune_file(path: str | Path) -> dict[str, Any]:
-    """A finished ``tune.json``, checked: :class:`DataError` names the file and the missing or bad key."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: tune file not found (write one with losia-cl tune)")
-    info = read_json(path)  # one-line DataError for a damaged file, a FIFO or a folder
-    if info.get("format") not in READABLE_FORMATS:
-        raise DataError(f"{path}: key format: expected {TUNE_FORMAT!r} (a file written by losia-cl tune)")
-    if "chosen" not in info and info.get("finished_at") is None:
-        raise DataError(f"{path}: the tune did not finish (no chosen rates); continue it with losia-cl tune --resume")
-    chosen = info.get("chosen")
-    if not isinstance(chosen, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in chosen.values()
-    ):
-        raise DataError(f"{path}: key chosen: expected {{method: learning rate > 0}}, got {chosen!r:.80}")
-    for key in ("stream", "model"):
-        if not isinstance(info.get(key), str):
-            raise DataError(f"{path}: key {key}: missing")
-    return info
