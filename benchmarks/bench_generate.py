@@ -20,7 +20,7 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     from losia_cl.models import load_model
     from losia_cl.streams import load_stream
-    from losia_cl.trainer.evaluate import Evaluator
+    from losia_cl.evaluator import Evaluator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")

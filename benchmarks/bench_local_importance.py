@@ -37,7 +37,7 @@ def _rank(ctx, args: dict) -> list[dict]:
     from losia_cl.streams import load_stream
     from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
     from losia_cl.trainer.plan import BatchPlan
-    from losia_cl.trainer.step import apply_update, backward_micro_batch
+    from losia_cl.step import apply_update, backward_micro_batch
 
     torch.manual_seed(args["seed"])
     model, tokenizer = load_model(args["model"], dtype=torch.float32, device=torch.device("cpu"), seed=args["seed"])

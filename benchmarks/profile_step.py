@@ -23,7 +23,7 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     from losia_cl.bench import BenchConfig, build_trainee
     from losia_cl.bench_setup import lm_loss
-    from losia_cl.trainer.step import clip_gradients
+    from losia_cl.step import clip_gradients
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")

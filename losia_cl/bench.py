@@ -112,11 +112,11 @@ class Trainee:
 def build_trainee(method: Any, cfg: BenchConfig) -> Trainee:
     """``method`` (a registered name, :data:`PLAIN_LORA`, or a method object) on a fresh model and fixed random batch.
 
-    A method's step is the shared :func:`~losia_cl.trainer.step.train_step` with the language-model
+    A method's step is the shared :func:`~losia_cl.step.train_step` with the language-model
     loss over every token and gradient clipping at 1.0.
     """
     from losia_cl.methods import TaskContext
-    from losia_cl.trainer.step import train_step
+    from losia_cl.step import train_step
 
     if method == PLAIN_LORA:
         return _plain_peft_lora(cfg)

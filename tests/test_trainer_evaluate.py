@@ -12,7 +12,7 @@ import torch
 from losia_cl.models import load_model
 from losia_cl.streams import load_stream
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
-from losia_cl.trainer import evaluate as evaluate_module
+from losia_cl import evaluator as evaluate_module
 from losia_cl.trainer.evaluate import Evaluator, evaluate_task
 from losia_cl.trainer.loss import answer_loss
 

@@ -8,10 +8,10 @@ One trainer's behaviour behind a second front door: per experience the strategy 
 * model and optimizer: ``method.prepare`` → ``method.build_optimizer`` (a fresh optimizer and
   the method's own schedule each experience) → ``method.after_task``, with the same
   :class:`~losia_cl.methods.TaskContext`;
-* step: answer-token loss (:func:`~losia_cl.trainer.loss.answer_logits`, logits only at answer
-  positions) divided over ``grad_accum`` micro-batches, then :func:`~losia_cl.trainer.step.apply_update`
+* step: answer-token loss (:func:`~losia_cl.lm_loss.answer_logits`, logits only at answer
+  positions) divided over ``grad_accum`` micro-batches, then :func:`~losia_cl.step.apply_update`
   (gradient-norm clipping, optimizer step, scheduler step);
-* evaluation: :func:`~losia_cl.trainer.evaluate.evaluate_task` (greedy generation, the task's
+* evaluation: :func:`~losia_cl.evaluator.evaluate_task` (greedy generation, the task's
   scorer) for every experience evaluated.
 
 Avalanche's plugin callbacks fire around all of it, one iteration per micro-batch, so
@@ -35,13 +35,13 @@ from losia_cl.avalanche.benchmark import collate_text_batch, experience_task
 from losia_cl.avalanche.metrics import default_lm_evaluator
 from losia_cl.avalanche.stock import quiet_known_warnings
 from losia_cl.errors import ConfigError, DataError
+from losia_cl.evaluator import TaskEvaluation, evaluate_task
+from losia_cl.lm_loss import answer_cross_entropy, answer_logits
 from losia_cl.methods import Method, RegularizedMethod, SubnetMethod, TaskContext, create_method
+from losia_cl.step import apply_update
 from losia_cl.streams.tokenization import IGNORE_INDEX, pad_token_id
 from losia_cl.trainer.config import RunConfig
-from losia_cl.trainer.evaluate import TaskEvaluation, evaluate_task
-from losia_cl.trainer.loss import answer_cross_entropy, answer_logits
 from losia_cl.trainer.plan import BatchPlan
-from losia_cl.trainer.step import apply_update
 
 logger = logging.getLogger(__name__)
 

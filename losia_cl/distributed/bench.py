@@ -62,7 +62,7 @@ def _build(method: str, cfg: Any, ctx: DistContext, local_importance: bool = Fal
     """
     from losia_cl.methods import TaskContext
     from losia_cl.methods.losia import LoSiAMethod
-    from losia_cl.trainer.step import apply_update
+    from losia_cl.step import apply_update
 
     trainer_method = create_bench_method(method, cfg)
     if isinstance(trainer_method, LoSiAMethod):

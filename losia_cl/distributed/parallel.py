@@ -1,4 +1,4 @@
-"""One data-parallel optimizer step for the trainer, built on the shared step (:mod:`losia_cl.trainer.step`).
+"""One data-parallel optimizer step for the trainer, built on the shared step (:mod:`losia_cl.step`).
 
 Each rank runs forward and backward on its pieces of the step's micro-batches
 (:func:`~losia_cl.distributed.sharding.shard_step`), the shared step's ``reduce_gradients`` hook sums
@@ -54,7 +54,7 @@ class DataParallel:
         max_grad_norm: float | None,
     ) -> float:
         """One optimizer step whose global batch is ``micro_batches``; returns the step's loss (all ranks)."""
-        from losia_cl.trainer.step import apply_update, backward_micro_batch
+        from losia_cl.step import apply_update, backward_micro_batch
 
         local = 0.0
         for piece in shard_step(micro_batches, self.ctx.rank, self.ctx.world_size):

@@ -65,7 +65,7 @@ def answer_tokens(feature: Mapping[str, Any]) -> int:
 def piece_loss(model: nn.Module, batch: Mapping[str, Tensor], piece: Piece, num_micro: int,
                micro_tokens: int) -> Tensor:
     """This piece's share of the step loss (module docstring); ``micro_tokens`` = T_m."""
-    from losia_cl.trainer.loss import answer_cross_entropy, answer_logits
+    from losia_cl.lm_loss import answer_cross_entropy, answer_logits
 
     logits, targets = answer_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     if piece.whole:

@@ -2,7 +2,7 @@
 
 The same pieces as the trainer's row 0: the stream selected by
 :func:`~losia_cl.trainer.experiment.load_run_stream`, the model loaded with the run's seed, greedy batched
-generation scored by each task's scorer (:class:`~losia_cl.trainer.evaluate.Evaluator`), the graded
+generation scored by each task's scorer (:class:`~losia_cl.evaluator.Evaluator`), the graded
 log-likelihood of the references (scored in the generation's forward pass) and the general probe
 (:class:`~losia_cl.retention.drift.GeneralProbe`).  Everything is checked before the first byte is
 written: the stream and its data, the output folder, the device, the model (and a PEFT adapter's base).
@@ -26,10 +26,10 @@ from losia_cl.errors import ConfigError, DataError
 from losia_cl.evaluation.config import EvalConfig
 from losia_cl.evaluation.model import ModelPlan, apply_adapter, load_seeded, plan_models
 from losia_cl.evaluation.results import EVAL_FILE, EVAL_FORMAT, EvalResults
+from losia_cl.evaluator import Evaluator
 from losia_cl.files import atomic_write_json, atomic_write_text
 from losia_cl.results import read_json
 from losia_cl.streams.types import Stream
-from losia_cl.trainer.evaluate import Evaluator
 from losia_cl.trainer.experiment import load_run_stream, resolve_device
 from losia_cl.trainer.files import inside
 

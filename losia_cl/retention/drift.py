@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from losia_cl.evaluator import Evaluator
 from losia_cl.retention.probe import ProbeItem, is_right, load_probe
 from losia_cl.streams.types import Example, Task
-from losia_cl.trainer.evaluate import Evaluator
 
 #: tokens generated per probe prompt when judging answers.
 PROBE_NEW_TOKENS = 8
@@ -50,7 +50,7 @@ class GeneralProbe:
     """The base model's reference on the probe; :meth:`measure` compares any later model with it.
 
     One forward pass over the probe prompts gives both numbers: the teacher-forced reference
-    continuations are scored in the prefill of the greedy generation (:mod:`losia_cl.trainer.decode`).
+    continuations are scored in the prefill of the greedy generation (:mod:`losia_cl.decoding`).
     """
 
     def __init__(

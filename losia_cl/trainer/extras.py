@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from losia_cl.lm_loss import answer_loss
 from losia_cl.methods import Method, RegularizedMethod, TaskContext, TaskData
 from losia_cl.streams.types import Stream, Task
-from losia_cl.trainer.loss import answer_loss
 from losia_cl.trainer.replay import ReplayBuffer, mix_replay
 
 #: ``make_batch(indices)``: examples collated into one batch on the model's device.

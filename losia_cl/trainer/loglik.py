@@ -5,7 +5,7 @@ model learns and forgets, so it shows forgetting that generation scores hide (a 
 still likely but no longer the greedy choice).  A task's value is the mean, over every answer token of
 its examples (the closing EOS included), of ``log p(token | prompt, earlier answer tokens)`` in nats:
 ``−(Σ_batches CE_batch · n_batch) / Σ n_batch``, where ``CE_batch`` is the trainer's answer-token loss
-(:func:`~losia_cl.trainer.loss.answer_cross_entropy`) over the ``n_batch`` answer tokens of a batch.
+(:func:`~losia_cl.lm_loss.answer_cross_entropy`) over the ``n_batch`` answer tokens of a batch.
 Sequences are built exactly as for training (same truncation), so the value is minus the training loss
 the model would have on those examples.
 """
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from losia_cl.lm_loss import answer_cross_entropy, answer_logits
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Example
-from losia_cl.trainer.loss import answer_cross_entropy, answer_logits
 
 
 @torch.no_grad()

@@ -21,24 +21,24 @@ import torch
 from torch import nn
 
 from losia_cl.distributed.context import DistContext
+from losia_cl.evaluator import Evaluator, TaskEvaluation
 from losia_cl.methods import Method, SubnetMethod, TargetWeight, TaskContext
 from losia_cl.methods.spec import parse_method_spec
 from losia_cl.optim.lr import applied_lr
 from losia_cl.progress import progress_bar
 from losia_cl.results import MethodResults
+from losia_cl.step import train_step
 from losia_cl.streams.tokenization import collate_for_training, encode_examples, pad_token_id
 from losia_cl.streams.types import Stream, Task
+from losia_cl.timing import TIME_PARTS, Timings
 from losia_cl.trainer.checkpoint import CHECKPOINT_NAME, Checkpoint, rng_state
 from losia_cl.trainer.config import RunConfig
 from losia_cl.trainer.continuation import Continuation
-from losia_cl.trainer.evaluate import Evaluator, TaskEvaluation
 from losia_cl.trainer.extras import TrainingExtras
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.saved_models import ModelSaver
-from losia_cl.trainer.step import train_step
 from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
-from losia_cl.timing import TIME_PARTS, Timings
 
 if TYPE_CHECKING:
     from losia_cl.metrics import StabilityTracker
