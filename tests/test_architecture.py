@@ -21,17 +21,6 @@ def _load_tool():
 
 floors = _load_tool()
 
-#: Imports that still run up a floor, as (importing module, imported module); docs/architecture.md says
-#: why each is there and which move removes it. Removing one is welcome; adding one fails the test.
-KNOWN_UPWARD = {
-    ("losia_cl.distributed.bench", "losia_cl.trainer.step"),
-    ("losia_cl.distributed.parallel", "losia_cl.trainer.step"),
-    ("losia_cl.distributed.sharding", "losia_cl.trainer.loss"),
-    ("losia_cl.trainer.sequential", "losia_cl.retention.drift"),
-}
-#: The rooms the known upward imports tie into one cycle.
-KNOWN_CYCLE_ROOMS = {"distributed", "retention", "trainer"}
-
 
 @pytest.fixture(scope="module")
 def report():
@@ -42,28 +31,23 @@ def test_no_module_imports_a_module_that_imports_it_back(report):
     assert report.module_cycles == []
 
 
-def test_upward_imports_are_only_the_known_ones(report):
-    upward = {(imp.source, imp.target) for imp in report.upward}
-    assert upward <= KNOWN_UPWARD, f"new upward imports: {sorted(upward - KNOWN_UPWARD)}"
-    assert len(report.upward) <= 5
+def test_no_import_runs_up_a_layer(report):
+    assert [f"{imp.path}:{imp.line} -> {imp.target}" for imp in report.upward] == []
 
 
-def test_room_cycles_are_only_the_known_one(report):
-    assert len(report.room_cycles) <= 1
-    for cycle in report.room_cycles:
-        assert set(cycle) <= KNOWN_CYCLE_ROOMS
+def test_no_package_imports_a_package_that_imports_it_back(report):
+    assert report.room_cycles == []
 
 
 def test_every_room_has_a_declared_layer(report):
     assert report.undeclared == []
-    assert report.floor_count <= 9
 
 
 def test_the_tool_sees_the_project():
     graph = floors.build_graph()
     names = set(graph.modules)
     # the streams and metrics folders are mounted as sub-packages of losia_cl (pyproject.toml package-dir)
-    assert {"losia_cl.streams.types", "losia_cl.metrics.continual", "losia_cl.trainer.step"} <= names
+    assert {"losia_cl.streams.types", "losia_cl.metrics.continual", "losia_cl.trainer.evaluate"} <= names
     arrows = {(imp.source, imp.target) for imp in graph.imports}
     assert ("losia_cl.streams.own_data", "losia_cl.streams.types") in arrows  # a relative import
     assert ("losia_cl.cli", "losia_cl.bench") in arrows  # an import inside a function

@@ -56,11 +56,14 @@ LAYERS: dict[str, int] = {
     "registry": 1,
     "toml_file": 1,
     "plain": 1,
-    # 2: the nouns: task streams, pure metrics, the LoSiA optimizer, model loading.
+    # 2: the nouns: task streams, pure metrics, the LoSiA optimizer, model loading, the answer-token loss
+    #    and the one optimizer step every training loop shares.
     "streams": 2,
     "metrics": 2,
     "optim": 2,
     "models": 2,
+    "lm_loss": 2,
+    "step": 2,
     # 3: built on one noun: training methods, the results schema, seeds.json, learning rates and tune.json,
     #    the Hugging Face Trainer glue, presets, and the package facade (it exposes the optimizer).
     "methods": 3,
@@ -69,14 +72,17 @@ LAYERS: dict[str, int] = {
     "hf": 3,
     "presets": 3,
     "learning_rates": 3,
+    "decoding": 3,
     "losia_cl": 3,
-    # 4: a training step across processes, and the pieces of a benchmarked step.
+    # 4: a training step across processes, scoring a model on tasks (and the general probe built on it),
+    #    the pieces of a benchmarked step.
     "distributed": 4,
+    "evaluator": 4,
+    "retention": 4,
     "bench_setup": 4,
     # 5: the sequential trainer: one run of a stream with methods.
     "trainer": 5,
-    # 6: measured around or over runs: retention probes, learning-rate tuning.
-    "retention": 6,
+    # 6: learning-rate tuning, which runs the trainer.
     "tune": 6,
     # 7: readers of models and runs: evaluation of any model, Avalanche, the report.
     "evaluation": 7,
