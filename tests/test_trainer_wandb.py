@@ -223,3 +223,15 @@ def test_a_missing_wandb_package_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err == "losia-cl: error: wandb = true needs the wandb package: pip install wandb\n"
     assert not out.exists()
+
+
+def test_run_names_and_groups_follow_the_out_folder(tmp_path):
+    from losia_cl.multiseed import SEEDS_FILE
+    from losia_cl.trainer.wandb_log import run_name
+
+    assert run_name(tmp_path / "demo", "losia") == ("demo/losia", "demo")
+    root = tmp_path / "sweep"
+    root.mkdir()
+    assert run_name(root / "seed1", "lora") == ("seed1/lora", "seed1")  # not a --seeds root (no seeds.json)
+    (root / SEEDS_FILE).write_text("{}")
+    assert run_name(root / "seed1", "lora") == ("sweep/seed1/lora", "sweep")

@@ -4,11 +4,11 @@ Each method's W&B run receives the scalars of :mod:`losia_cl.trainer.metrics_log
 ``train/lr``, ``score/<task>``, ``subnet/...``) with its step axis as W&B's step.  Unless ``WANDB_MODE`` is
 set, the run is offline, its files under ``<out>/wandb/offline-run-*`` (``wandb sync`` uploads them later);
 ``WANDB_PROJECT`` (default ``losia-cl``), ``WANDB_ENTITY`` and ``WANDB_DIR`` (instead of ``<out>``) are
-respected.  The
-run is named ``<out folder name>/<method>``, grouped by the out folder name, and records the run's
-configuration with the method and its options.  It neither captures the console nor samples system
-metrics; under ``-q`` W&B prints nothing.  A method that stops (an error, an interrupt) finishes its run as
-failed; resumed, it starts a new W&B run of the same name from its checkpoint's step.  The module imports ``wandb`` only when a run is opened.
+respected.  The run is named ``<out folder name>/<method>``, grouped by the out folder name (see
+:func:`run_name`), and records the run's configuration with the method and its options.  It neither
+captures the console nor samples system metrics; under ``-q`` W&B prints nothing.  A method that stops (an
+error, an interrupt) finishes its run as failed; resumed, it starts a new W&B run of the same name from its
+checkpoint's step.  The module imports ``wandb`` only when a run is opened.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from losia_cl.multiseed import SEEDS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,15 @@ def wandb_problem() -> str | None:
     if importlib.util.find_spec("wandb") is None:
         return "needs the wandb package: pip install wandb"
     return None
+
+
+def run_name(out_dir: Path, method: str) -> tuple[str, str]:
+    """The W&B run name and group of ``method`` in the run folder ``out_dir``: ``<folder>/<method>`` in group
+    ``<folder>``; a ``--seeds`` run's folder ``ROOT/seed<N>`` gives ``ROOT/seed<N>/<method>`` in group ``ROOT``."""
+    folder = Path(out_dir).resolve()
+    if (folder.parent / SEEDS_FILE).is_file():
+        return f"{folder.parent.name}/{folder.name}/{method}", folder.parent.name
+    return f"{folder.name}/{method}", folder.name
 
 
 class WandbWriter:
@@ -58,14 +69,12 @@ class WandbWriter:
                                    "project": os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
                                    "entity": os.environ.get("WANDB_ENTITY") or None,
                                    "dir": os.environ.get("WANDB_DIR") or None}
-        if options["dir"] is None:
-            from losia_cl.trainer.files import inside
-
+        if options["dir"] is None:  # W&B makes its folder WANDB_DIR there
             options["dir"] = str(folder)
-            inside(folder, WANDB_DIR).mkdir(parents=True, exist_ok=True)
-        run = wandb.init(name=f"{folder.name}/{method}", group=folder.name, config=config, reinit="create_new",
+        name, group = run_name(folder, method)
+        run = wandb.init(name=name, group=group, config=config, reinit="create_new",
                          settings=wandb.Settings(**settings), **options)
-        logger.info("W&B run %s (%s): %s", run.name, run.settings.mode, Path(run.dir).parent)
+        logger.info("W&B run %s (%s mode) in %s", run.name, options["mode"], options["dir"])
         return cls(run)
 
     def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> None:
