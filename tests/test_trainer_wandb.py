@@ -190,8 +190,11 @@ def test_a_resumed_method_starts_a_new_run_at_its_checkpoint(tmp_path, monkeypat
 def test_a_quiet_run_prints_nothing_of_wandb_and_project_comes_from_the_environment(tmp_path, monkeypatch, capfd):
     from losia_cl.cli import main
 
+    import wandb
+
     monkeypatch.delenv("WANDB_SILENT")
     monkeypatch.setenv("WANDB_PROJECT", "elsewhere")
+    wandb.teardown()  # W&B keeps the environment it saw first in the process: let it read this one
     out = tmp_path / "quiet"
     code = main(["-q", "run", "--model", "tiny-llama", "--methods", "full", "--tasks", "category",
                  "--max-train-examples", "4", "--max-test-examples", "2", "--batch-size", "4", "--max-length", "64",
