@@ -172,6 +172,8 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
         option("tensorboard", "--tensorboard", action="store_true",
                help=helps["tensorboard"] + " See docs/results-format.md.")
+        option("wandb", "--wandb", action="store_true",
+               help=helps["wandb"] + " See docs/results-format.md.")
         option("save_models", "--no-save", action="store_false",
                help="Save no trained model (default: each method's latest model in OUT/<method>/model/, "
                     "docs/saved-models.md).")
@@ -324,7 +326,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from losia_cl.tune.grid import MAX_EXTENSIONS, parse_grid
     from losia_cl.tune.runner import DEFAULT_TUNE_TASKS, describe, run_tune
 
-    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False, "tensorboard": False})
+    config = RunConfig(**{**_run_options(args, "tune"), "report": False, "retention": False, "tensorboard": False,
+                             "wandb": False})
     grid = parse_grid(args.grid, config.methods)
     outcome = run_tune(config, grid, tune_tasks=_preset_value(args, "tune", "tune_tasks", DEFAULT_TUNE_TASKS),
                        tune_seeds=_preset_value(args, "tune", "tune_seeds", None),

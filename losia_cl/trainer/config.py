@@ -136,6 +136,9 @@ class RunConfig:
     tensorboard: bool = documented(
         "Write TensorBoard event files to <out>/tensorboard/<method>/: loss and applied learning rate per step, "
         "scores after every task, subnet overlap (needs the tensorboard extra).", False)
+    wandb: bool = documented(
+        "Log the same scalars to one Weights & Biases run per method, offline in <out>/wandb/ unless WANDB_MODE "
+        "is set (needs the wandb package).", False)
     save_models: bool = documented(
         "Save each method's trained model after every task in <method>/model/ (replaced by the next task's; "
         "docs/saved-models.md).", True)
@@ -206,7 +209,7 @@ class RunConfig:
             if "lr" in options:
                 _check_lr(options["lr"], f"method_options: {name}.lr")
         for key in ("chat_template", "resume", "progress", "report", "retention", "measure_every_task", "save_models",
-                    "save_every_task", "tensorboard"):
+                    "save_every_task", "tensorboard", "wandb"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} = {getattr(self, key)!r} is invalid: it must be true or false")
         if self.tensorboard:
@@ -215,6 +218,12 @@ class RunConfig:
             problem = tensorboard_problem()
             if problem is not None:
                 raise ConfigError(f"tensorboard = true {problem}")
+        if self.wandb:
+            from losia_cl.trainer.wandb_log import wandb_problem
+
+            problem = wandb_problem()
+            if problem is not None:
+                raise ConfigError(f"wandb = true {problem}")
         if self.lr_from is not None:
             from losia_cl.learning_rates import check_tune_matches, read_tune_file
 

@@ -86,7 +86,7 @@ def _restrict(stream: Stream, config: RunConfig, done: set[str] = frozenset()) -
 
 #: RunConfig fields that may differ between a run and its resumption
 _RESUMABLE_CHANGES = ("resume", "progress", "report", "out", "device", "checkpoint_every", "eval_batch_size",
-                      "dist_backend", "tensorboard")
+                      "dist_backend", "tensorboard", "wandb")
 
 
 def _check_same_run(stored: dict[str, Any], current: dict[str, Any], run_file: Path) -> None:

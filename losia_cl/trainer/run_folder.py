@@ -22,6 +22,7 @@ from losia_cl.errors import ConfigError, DataError
 from losia_cl.files import is_within, write_error
 from losia_cl.multiseed import SEEDS_FILE, read_seeds_file, seed_run_dirs
 from losia_cl.results import RUN_FORMAT, RunInfo, read_json
+from losia_cl.trainer.wandb_log import WANDB_DIR
 
 RUN_FILE = "run.json"
 #: What every losia-cl run.json format starts with (this version writes results.RUN_FORMAT).
@@ -78,13 +79,18 @@ def _check_usable(out: Path, *, resume: bool, command: str = "run") -> bool:
 
 
 def check_no_outward_links(folder: Path) -> None:
-    """Refuse ``folder`` if a symbolic link in it (at any depth) leads out of it: losia-cl writes only inside."""
+    """Refuse ``folder`` if a symbolic link in it (at any depth) leads out of it: losia-cl writes only inside.
+
+    The ``wandb`` folder of ``--wandb`` is W&B's own: losia-cl writes nothing in it, and W&B links each run's
+    core log to its cache there, so only the folder itself is checked, not what it holds."""
     for parent, dirs, files in os.walk(folder):  # links are listed, not followed
         for name in dirs + files:
             path = Path(parent) / name
             if path.is_symlink() and not is_within(path, folder):
                 raise ConfigError(f"{folder}: {path} is a symbolic link to {os.path.realpath(path)}, outside the "
                                   "folder; losia-cl writes only inside it: remove the link or choose another folder")
+        if Path(parent) == Path(folder) and WANDB_DIR in dirs:
+            dirs.remove(WANDB_DIR)
 
 
 def check_out_folder(out: Path, *, resume: bool) -> RunInfo | None:

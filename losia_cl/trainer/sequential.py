@@ -38,7 +38,7 @@ from losia_cl.trainer.extras import TrainingExtras
 from losia_cl.trainer.files import DeferredSync, atomic_write_json, atomic_write_text, inside
 from losia_cl.trainer.memory import peak_memory_bytes, reset_peak_memory
 from losia_cl.trainer.saved_models import ModelSaver
-from losia_cl.trainer.tensorboard_log import TensorBoardLog, method_log
+from losia_cl.trainer.metrics_log import MetricsLog, method_log
 
 if TYPE_CHECKING:
     from losia_cl.metrics import StabilityTracker
@@ -188,8 +188,8 @@ class SequentialTrainer:
                                      world_size=self.dist.world_size)
         #: checkpoints reach the disk in the background while training and evaluation go on
         self._sync = DeferredSync()
-        #: TensorBoard events (--tensorboard), opened by run()
-        self.events = TensorBoardLog(None, stream.task_names, [])
+        #: the scalars of --tensorboard and --wandb, opened by run()
+        self.events = MetricsLog(stream.task_names, [])
         self.saver = ModelSaver(self.folder, config.out_dir, method_name, config.model, enabled=config.save_models,
                                 every_task=config.save_every_task, writes=self.dist.is_main)
 
@@ -216,6 +216,11 @@ class SequentialTrainer:
         planned = self.config.steps_per_task(self.stream)
         return [progress.steps.get(task.name, n) for task, n in zip(self.stream, planned)]
 
+    def _wandb_config(self) -> dict[str, Any]:
+        """What a W&B run records as its configuration: the run's, the method and the method's options."""
+        return {**self.config.to_dict(), "method": self.method_name,
+                "options": self.config.options_for(self.method_name)}
+
     def _checkpoint(self, index: int, step: int, model: nn.Module, optimizer, scheduler, progress: Progress) -> None:
         if not self.dist.is_main:
             return
@@ -228,6 +233,14 @@ class SequentialTrainer:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, Any]:
+        """Train and evaluate the method through the stream; the scalar logs are closed even when it fails."""
+        try:
+            return self._run()
+        except BaseException:
+            self.events.close()
+            raise
+
+    def _run(self) -> dict[str, Any]:
         from losia_cl.metrics import StabilityTracker, SubnetOverlapTracker
 
         config = self.config
@@ -261,9 +274,10 @@ class SequentialTrainer:
             progress.scores[first], progress.loglik_scores[first] = cont.start_row(self.method_name, stage.scores,
                                                                                    stage.loglik)
             logger.info("%s: continuing %s after its %d task(s)", self.method_name, cont.run_dir, first)
-        self.events = method_log(config.out_dir, self.method_name, config.tensorboard and self.dist.is_main,
-                                 self.stream.task_names, self._steps(progress),
-                                 None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
+        self.events = method_log(config.out_dir, self.method_name, self.stream.task_names, self._steps(progress),
+                                 tensorboard=config.tensorboard and self.dist.is_main,
+                                 wandb_config=self._wandb_config() if config.wandb and self.dist.is_main else None,
+                                 resume_at=None if checkpoint is None else (checkpoint.task_index, checkpoint.step))
         if checkpoint is None:  # the base model's row (and a continued run's earlier rows)
             self.events.rows(progress.scores)
         if config.retention and self.probe is None and cont is None:  # the base model is fresh: take the probe's reference from it
