@@ -168,6 +168,7 @@ def _add_run_options(p: argparse.ArgumentParser, run_only: bool) -> None:
         option("lr_from", metavar="TUNE.json")
         option("retention", "--no-retention", action="store_false",
                help="Skip the general-knowledge probe (run on the base model and after the last task).")
+        option("stability", "--stability", action="store_true", help=helps["stability"])
         option("measure_every_task", "--measure-every-task", action="store_true", help=helps["measure_every_task"])
         option("report", "--no-report", action="store_false", help="Do not write the HTML report at the end.")
         option("tensorboard", "--tensorboard", action="store_true",

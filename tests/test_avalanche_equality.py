@@ -52,7 +52,7 @@ def test_avalanche_strategy_reproduces_losia_cl_run(tmp_path: Path, method: str,
     config = RunConfig(
         model="tiny-llama", methods=(method,), tasks=TASKS, max_test_examples=6, batch_size=4, eval_batch_size=8,
         max_length=128, lr={method: 1e-2}, device="cpu", out=str(tmp_path / "run"), progress=False, report=False,
-        checkpoint_every=0, measure_every_task=True, **overrides,  # the strategy measures after every task
+        checkpoint_every=0, measure_every_task=True, stability=True, **overrides,  # the strategy measures after every task
     )
     reference = run_experiment(config).results[method]
 

@@ -41,7 +41,7 @@ def test_a_method_module_registered_by_environment_variable_trains(tmp_path):
         "losia-cl: error: method sgd: unknown option 'momentum'; valid options: lr")
     run = _cli(["run", "--model", "tiny-llama", "--methods", "sgd", "--tasks", "category,position",
                 "--max-train-examples", "8", "--max-test-examples", "2", "--batch-size", "4", "--max-length", "48",
-                "--method-option", "sgd.lr=0.05", "--no-progress", "--no-report", "--out", "run"], env, tmp_path)
+                "--method-option", "sgd.lr=0.05", "--stability", "--no-progress", "--no-report", "--out", "run"], env, tmp_path)
     assert run.returncode == 0, run.stderr
     results = json.loads((tmp_path / "run" / "sgd" / "results.json").read_text())
     assert results["method_options"] == {"lr": 0.05} and results["steps"] == {"category": 2, "position": 2}

@@ -200,7 +200,7 @@ def test_resume_mid_task_gives_the_uninterrupted_results(tmp_path, monkeypatch):
         return RunConfig(model="tiny-llama", tasks=("category", "position"), methods=("galore",), lr={"galore": 1e-2},
                          method_options={"galore": {"update_proj_gap": 3}}, max_train_examples=8, max_test_examples=3,
                          batch_size=2, eval_batch_size=4, max_length=48, progress=False, report=False,
-                         checkpoint_every=1, out=str(out), **extra)
+                         checkpoint_every=1, stability=True, out=str(out), **extra)
 
     reference = run_experiment(config(tmp_path / "ref")).results["galore"]
     save, calls = Checkpoint.save, []

@@ -114,7 +114,7 @@ def test_unusable_checkpoints_are_refused_and_never_run_code(tmp_path, make, rea
 
 
 def _config(out: Path, **overrides) -> RunConfig:
-    return RunConfig(out=str(out), **{**TINY, "methods": ("losia",), "lr": {"losia": 1e-2}, **overrides})
+    return RunConfig(out=str(out), **{**TINY, "methods": ("losia",), "lr": {"losia": 1e-2}, "stability": True, **overrides})
 
 
 class _Interrupted(Exception):
@@ -156,7 +156,7 @@ def test_resume_from_a_malicious_checkpoint_exits_2_without_running_it(tmp_path)
     _malicious_torch(out / "full" / CHECKPOINT_NAME, marker)
     args = ["run", "--model", "tiny-llama", "--methods", "full", "--tasks", "category", "--max-train-examples", "4",
             "--max-test-examples", "3", "--batch-size", "2", "--eval-batch-size", "4", "--max-length", "48",
-            "--checkpoint-every", "1", "--lr", "full=1e-3", "--no-progress", "--no-report", "--out", str(out),
+            "--checkpoint-every", "1", "--stability", "--lr", "full=1e-3", "--no-progress", "--no-report", "--out", str(out),
             "--resume"]
     process = subprocess.run([sys.executable, "-m", "losia_cl.cli", *args], capture_output=True, text=True,
                              timeout=300)

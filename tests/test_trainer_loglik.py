@@ -65,7 +65,7 @@ def test_a_run_records_the_graded_matrix_and_the_probe(tmp_path):
 
     config = RunConfig(model="tiny-llama", methods=("full",), tasks=("category", "position"), max_train_examples=16,
                        max_test_examples=4, max_length=64, lr={"full": 3e-3}, out=str(tmp_path / "run"),
-                       progress=False, report=False, measure_every_task=True)
+                       progress=False, report=False, measure_every_task=True, stability=True)
     results = run_experiment(config).results["full"]
     loglik = results["loglik_scores"]
     assert len(loglik) == 3 and all(len(row) == 2 for row in loglik)
@@ -84,3 +84,8 @@ def test_a_run_records_the_graded_matrix_and_the_probe(tmp_path):
     assert last["retention"]["kl"][1] is None and last["retention"]["kl"][2] == pytest.approx(retention["kl"][2])
     assert [stage["stage"] for stage in last["stability"]["stages"]] == ["after position"]
     assert last["scores"] == results["scores"] and last["loglik_scores"] == results["loglik_scores"]
+    # without stability (the default) no spectrum is taken, and nothing else changes
+    off = run_experiment(replace(config, out=str(tmp_path / "off"), measure_every_task=False, stability=False))
+    assert off.results["full"]["stability"] is None and "stability_reference" not in off.timings
+    assert off.results["full"]["scores"] == results["scores"]
+    assert off.results["full"]["retention"]["kl"] == last["retention"]["kl"]

@@ -31,7 +31,8 @@ def _config(tmp_path: Path, methods, **overrides) -> RunConfig:
 @pytest.mark.slow
 def test_every_method_end_to_end(tmp_path):
     methods = tuple(method_names())
-    outcome = run_experiment(_config(tmp_path, methods, lr={m: 1e-2 for m in methods}, measure_every_task=True))
+    outcome = run_experiment(_config(tmp_path, methods, lr={m: 1e-2 for m in methods}, measure_every_task=True,
+                                      stability=True))
     run = json.loads((outcome.out_dir / "run.json").read_text())
     assert run["tasks"] == list(TASKS) and run["methods"] == list(methods) and run["finished_at"]
     assert run["versions"]["torch"] and run["config"]["seed"] == 0
@@ -90,7 +91,8 @@ def _cli(*args: str, env_extra: dict | None = None, **kwargs) -> subprocess.Pope
 def _run_args(out: Path, *extra: str) -> list[str]:
     return ["run", "--model", "tiny-llama", "--tasks", ",".join(TASKS), "--methods", "losia,lora",
             "--max-train-examples", "24", "--max-test-examples", "4", "--batch-size", "4", "--max-length", "64",
-            "--checkpoint-every", "1", "--no-progress", "--no-report", "--lr", "1e-2", "--out", str(out), *extra]
+            "--checkpoint-every", "1", "--stability", "--no-progress", "--no-report", "--lr", "1e-2", "--out", str(out),
+            *extra]
 
 
 @pytest.mark.slow

@@ -298,9 +298,10 @@ def _run(config: RunConfig, new_stream: Stream, command: list[str] | None, dist:
             if config.retention:
                 with timings.part("probe_reference"):
                     probe = base_probe(base_model[0], base_model[1], config, device)
-            with timings.part("stability_reference"):
-                first = config.create_method(config.methods[0])
-                stability = base_stability(first.target_weights(base_model[0]))
+            if config.stability:
+                with timings.part("stability_reference"):
+                    first = config.create_method(config.methods[0])
+                    stability = base_stability(first.target_weights(base_model[0]))
             base_model = None
             run_info.timings = dict(timings.seconds)
         results: dict[str, dict[str, Any]] = {}

@@ -291,15 +291,17 @@ class SequentialTrainer:
         if self.probe is not None and not progress.retention:
             progress.retention = [self.probe.base_point().to_dict()]
         with timings.part("metrics"):
-            records = self.method.target_weights(model)
-            base_weights = {r.name: r.weight.detach().clone() for r in records}
-            if progress.stability:
-                stability = StabilityTracker.from_dict(progress.stability)
-            elif self.stability_base is not None and self.stability_base.matrix_names == list(base_weights):
-                stability = copy.deepcopy(self.stability_base)
-            else:
-                stability = base_stability(records)
-                self.stability_base = copy.deepcopy(stability)
+            stability, base_weights = None, None
+            if config.stability:
+                records = self.method.target_weights(model)
+                base_weights = {r.name: r.weight.detach().clone() for r in records}
+                if progress.stability:
+                    stability = StabilityTracker.from_dict(progress.stability)
+                elif self.stability_base is not None and self.stability_base.matrix_names == list(base_weights):
+                    stability = copy.deepcopy(self.stability_base)
+                else:
+                    stability = base_stability(records)
+                    self.stability_base = copy.deepcopy(stability)
             overlap = SubnetOverlapTracker.from_dict(progress.overlap) if progress.overlap else SubnetOverlapTracker()
         pad = pad_token_id(tokenizer)
         last = len(self.stream) - 1
@@ -347,10 +349,10 @@ class SequentialTrainer:
                 with timings.part("probe"):
                     progress.retention.append(self.probe.measure(model).to_dict() if measured else None)
             with timings.part("metrics"):
-                if measured:
+                if measured and stability is not None:
                     stability.measure(f"after {task.name}", _weights(self.method.target_weights(model)),
                                       base=base_weights)
-                progress.stability = stability.to_dict()
+                progress.stability = stability.to_dict() if stability is not None else None
                 progress.overlap = overlap.to_dict() if layout else None
             self.events.after_task(index + 1, progress.scores[-1], overlap if layout else None)
             if index == last or self.saver.every_task:  # by default only the final stage is kept
@@ -445,7 +447,7 @@ class SequentialTrainer:
             scores=progress.scores,
             metrics=cl_metrics(progress.scores).to_dict(),
             subnet_overlap=overlap.summary() if overlap is not None else None,
-            stability=stability.summary() if cont is None else None,
+            stability=stability.summary() if cont is None and stability is not None else None,
             trainable_parameters=progress.trainable_parameters,
             total_parameters=total_parameters,
             train_seconds=progress.timings.get("train", 0.0),
