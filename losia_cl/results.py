@@ -230,7 +230,7 @@ class RunInfo:
     timings: dict[str, float] | None = documented(
         "{part: wall-clock seconds} of the work done once for all methods: load (the base model), "
         "base_evaluation (row 0 of the score matrices), probe_reference (the general probe on the base model), "
-        "stability_reference (the base weights' spectra); "
+        "stability_reference (the base weights' spectra, with --stability); "
         "null when an earlier start of the run did it.", None,
     )
     format: str = documented(f"File format and version: {RUN_FORMAT!r}.", RUN_FORMAT)
@@ -323,7 +323,8 @@ class MethodResults:
         "SubnetOverlapTracker.summary() for methods with subnets (LoSiA family), else null.", None
     )
     stability: dict[str, Any] | None = documented(
-        "StabilityTracker.summary(): weight stability of the target matrices after every task.", None
+        "StabilityTracker.summary(): weight stability of the target matrices after the last task (after every task "
+        "with --measure-every-task); null without --stability.", None
     )
     eval_seconds: float | None = documented("Wall-clock seconds spent evaluating (all stages).", None)
     seed: int | None = documented("The run's seed.", None)
