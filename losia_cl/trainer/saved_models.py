@@ -245,7 +245,8 @@ def remove_stale_model_folders(folder: Path) -> list[Path]:
 
 
 class ModelSaver:
-    """Saves one method's model after every task as the run's settings ask (``save_models``, ``save_every_task``)."""
+    """Saves one method's model as the run's settings ask: after the last task (``save_models``), or after every
+    task (``save_every_task``); the trainer decides when to call :meth:`save`."""
 
     def __init__(self, folder: Path, root: Path, method: str, base_model: str, *, enabled: bool,
                  every_task: bool, writes: bool = True) -> None:
